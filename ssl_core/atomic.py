@@ -1,0 +1,49 @@
+"""Write files so that a reader (or a crash) never sees half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _write(path: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], None]) -> None:
+    with atomic_path(path) as tmp, open(tmp, mode) as fh:
+        writer(fh)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    _write(path, "w", lambda fh: fh.write(text))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    _write(path, "w", lambda fh: (json.dump(obj, fh, indent=2, sort_keys=False, default=str), fh.write("\n")))
+
+
+def torch_save(path: str | os.PathLike[str], obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

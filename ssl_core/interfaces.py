@@ -1,0 +1,146 @@
+"""The six component kinds. Core code talks to plugins only through these."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image (or one box in an image) as a dataset reader found it on disk.
+
+    `group` is what ties records together (an ALOI object, a GOT-10k sequence); `meta`
+    carries the dataset's own annotations (angle, cover level, azimuth, ...).
+    """
+
+    path: Path
+    label: str | None = None
+    group: str | None = None
+    box: Box | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Dataset(ABC):
+    """A dataset in its native on-disk layout (or a generator that writes one)."""
+
+    #: names accepted by `records(subset)`, e.g. ("view", "ill", "col") for ALOI
+    subsets: ClassVar[tuple[str, ...]] = ("all",)
+    root: Path
+
+    def prepare(self, progress: Any | None = None) -> None:
+        """Check the layout (or synthesize it); raise DataError naming the file at fault."""
+
+    @abstractmethod
+    def records(self, subset: str | None = None) -> list[ImageRecord]:
+        """Every image of `subset` (the first subset when None), in a stable order."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": type(self).__name__, "root": str(getattr(self, "root", ""))}
+
+
+class Encoder(nn.Module, ABC):
+    """A trunk network. `forward` returns globally pooled pre-FC features (N x feature_dim)."""
+
+    feature_dim: int
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def feature_maps(self, x: Tensor) -> dict[str, Tensor]:
+        """Intermediate maps by name (at least "layer3" for ROI pooling) and "pooled"."""
+
+
+class PairSampler(ABC):
+    """Decides what counts as a positive pair."""
+
+    @abstractmethod
+    def pairs(self, dataset: Dataset) -> torch.utils.data.Dataset:
+        """A torch dataset whose items are dicts with at least "query" and "key" tensors."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": type(self).__name__}
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ContrastiveObjective(nn.Module, ABC):
+    """The loss and its state. Owns the query encoder it trains once `bind` is called."""
+
+    @abstractmethod
+    def bind(self, encoder: Encoder) -> None:
+        """Attach the encoder to train and build heads, momentum copies, queues."""
+
+    @property
+    @abstractmethod
+    def encoder(self) -> Encoder:
+        """The trained (query) encoder: what probes and evaluators use."""
+
+    @abstractmethod
+    def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput: ...
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ComponentError when the objective cannot run with this global batch size."""
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    record: ImageRecord
+    trajectory: str
+    label: str
+
+
+@dataclass
+class ProbeSet:
+    """A probe's trajectories: which image rows share a trajectory, and each one's class."""
+
+    probe: str
+    items: Sequence[ProbeItem]
+    image_size: tuple[int, int]  # (height, width) the crops are resized to
+
+    def trajectories(self) -> list[str]:
+        return [it.trajectory for it in self.items]
+
+    def labels(self) -> list[str]:
+        return [it.label for it in self.items]
+
+
+class InvarianceProbe(ABC):
+    """Builds trajectories from a dataset, as the paper's authors did."""
+
+    #: the dataset plugin this probe reads by default, and the subset it uses
+    dataset_type: ClassVar[str]
+    invariance: ClassVar[str] = ""
+
+    @abstractmethod
+    def build(self, dataset: Dataset) -> ProbeSet: ...
+
+
+class Evaluator(ABC):
+    """A downstream task on a frozen encoder."""
+
+    @abstractmethod
+    def evaluate(self, encoder: Encoder, progress: Any | None = None) -> dict[str, float]: ...
+
+
+KIND_BASES: dict[str, type] = {
+    "dataset": Dataset,
+    "pair-sampler": PairSampler,
+    "encoder": Encoder,
+    "objective": ContrastiveObjective,
+    "invariance-probe": InvarianceProbe,
+    "evaluator": Evaluator,
+}

@@ -1,0 +1,164 @@
+"""Loading plugins from the `sslc.plugins` entry-point group, each in isolation.
+
+A plugin that fails to import or register is recorded and reported; the rest keep
+working. Environment variables:
+
+- ``SSLC_STRICT_PLUGINS=1``: any plugin failure is fatal.
+- ``SSLC_LOAD_PLUGINS=a,b``: load only these plugins (entry-point names).
+- ``SSLC_DISABLE_PLUGINS=a,b``: never load these.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from ssl_core import hookspecs
+from ssl_core.errors import PluginError, SslcError
+from ssl_core.registry import ComponentSpec, Registry, make_spec
+
+ENTRY_POINT_GROUP = "sslc.plugins"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    version: str | None
+    distribution: str | None
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class PluginFailure:
+    name: str
+    stage: str  # "import" or "register"
+    error: str
+    detail: str
+
+
+def _env_list(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def strict() -> bool:
+    return os.environ.get("SSLC_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+
+
+class PluginHost:
+    """Owns the pluggy manager and the registry built from it."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("sslc")
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry()
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self.skipped: list[str] = []
+
+    # -- loading -------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        allow = _env_list("SSLC_LOAD_PLUGINS")
+        block = _env_list("SSLC_DISABLE_PLUGINS") or set()
+        eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        for ep in eps:
+            if (allow is not None and ep.name not in allow) or ep.name in block:
+                self.skipped.append(ep.name)
+                continue
+            self._load_entry_point(ep)
+        if allow:
+            missing = allow - {ep.name for ep in eps}
+            for name in sorted(missing):
+                self._fail(name, "import", f"SSLC_LOAD_PLUGINS names {name!r}, but no installed "
+                           f"package provides an {ENTRY_POINT_GROUP!r} entry point of that name", "")
+
+    def _load_entry_point(self, ep: EntryPoint) -> None:
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            self._fail(ep.name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            return
+        dist = getattr(ep, "dist", None)
+        self.add_plugin(module, ep.name, version=getattr(dist, "version", None),
+                        distribution=getattr(dist, "name", None))
+
+    def add_plugin(self, module: ModuleType | Any, name: str, version: str | None = None,
+                   distribution: str | None = None) -> bool:
+        """Register one plugin object; all of its components or none of them."""
+        if name in self.plugins:
+            self._fail(name, "register", f"a plugin named {name!r} is already loaded "
+                       f"(from {self.plugins[name].module})", "")
+            return False
+        try:
+            self.pm.register(module, name=name)
+        except Exception as exc:
+            self._fail(name, "register", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            return False
+        pending: list[ComponentSpec] = []
+        try:
+            for kind, hook_name in hookspecs.KIND_HOOKS.items():
+                impl = getattr(module, hook_name, None)
+                if impl is None:
+                    continue
+
+                def register(reg_name: str, factory: Any, params: Any = None, summary: str = "",
+                             _kind: str = kind) -> None:
+                    pending.append(make_spec(_kind, name, version, reg_name, factory, params, summary))
+
+                impl(register=register)
+        except Exception as exc:
+            self.pm.unregister(module)
+            detail = traceback.format_exc()
+            message = exc.message if isinstance(exc, SslcError) else f"{type(exc).__name__}: {exc}"
+            self._fail(name, "register", message, detail)
+            return False
+        info = PluginInfo(name, getattr(module, "__name__", repr(module)), version, distribution)
+        for spec in pending:
+            self.registry.add(spec)
+            info.components.setdefault(spec.kind, []).append(spec.name)
+        self.plugins[name] = info
+        return True
+
+    def _fail(self, name: str, stage: str, error: str, detail: str) -> None:
+        failure = PluginFailure(name, stage, error, detail)
+        self.failures.append(failure)
+        if strict():
+            raise PluginError(
+                f"plugin {name!r} failed to {stage}: {error}",
+                "fix or uninstall the plugin, or unset SSLC_STRICT_PLUGINS to continue without it",
+            )
+
+    def conflicts(self) -> dict[tuple[str, str], list[str]]:
+        return self.registry.conflicts
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, loaded from entry points on first use."""
+    global _HOST
+    if _HOST is None:
+        host = PluginHost()
+        host.load_entry_points()
+        _HOST = host
+    return _HOST
+
+
+def reset_host() -> None:
+    """Forget the loaded plugins (tests, or after changing SSLC_* variables)."""
+    global _HOST
+    _HOST = None
+
+
+def get_registry() -> Registry:
+    return get_host().registry
