@@ -14,7 +14,8 @@ None) and returns the component. Parameter models should subclass
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

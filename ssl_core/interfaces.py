@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from rich.progress import Progress
 from torch import Tensor, nn
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
@@ -36,8 +37,10 @@ class Dataset(ABC):
     subsets: ClassVar[tuple[str, ...]] = ("all",)
     root: Path
 
-    def prepare(self, progress: Any | None = None) -> None:
-        """Check the layout (or synthesize it); raise DataError naming the file at fault."""
+    def prepare(self, progress: Progress | None = None) -> None:  # noqa: B027 - optional hook
+        """Check the layout (or synthesize it); raise DataError naming the file at fault.
+
+        `progress`, when given, is a live rich Progress to add a task to for long work."""
 
     @abstractmethod
     def records(self, subset: str | None = None) -> list[ImageRecord]:
@@ -92,7 +95,7 @@ class ContrastiveObjective(nn.Module, ABC):
     @abstractmethod
     def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput: ...
 
-    def check_batch_size(self, batch_size: int) -> None:
+    def check_batch_size(self, batch_size: int) -> None:  # noqa: B027 - optional hook
         """Raise ComponentError when the objective cannot run with this global batch size."""
 
 

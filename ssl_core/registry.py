@@ -42,12 +42,19 @@ def _forbid_extra(model: type[BaseModel]) -> type[BaseModel]:
     return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
 
 
-def format_validation_error(err: ValidationError, where: str) -> str:
-    """One line per problem, each naming its dotted path under `where`."""
+Describe = Callable[[tuple[str, ...]], str]
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+def format_validation_error(err: ValidationError, where: str, describe: Describe = _dotted) -> str:
+    """One line per problem, each naming its path under `where` (and, via `describe`, its line)."""
     lines = []
+    base = tuple(where.split(".")) if where else ()
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        path = f"{where}.{loc}" if loc and where else (loc or where)
+        path = describe((*base, *(str(p) for p in e["loc"])))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown parameter"
@@ -104,26 +111,28 @@ class Registry:
         )
         raise ComponentError(f"unknown {kind} {name!r}{at}", hint)
 
-    def validate(self, kind: str, config: Mapping[str, Any], where: str = "") -> tuple[ComponentSpec, BaseModel]:
+    def validate(self, kind: str, config: Mapping[str, Any], where: str = "",
+                 describe: Describe = _dotted) -> tuple[ComponentSpec, BaseModel]:
         """Check a `{type: name, **params}` mapping; returns the spec and validated params."""
+        at = describe(tuple(where.split("."))) if where else kind
         if not isinstance(config, Mapping):
             raise ComponentError(
-                f"{where or kind}: expected a mapping with a 'type' key, got {type(config).__name__}",
+                f"{at}: expected a mapping with a 'type' key, got {type(config).__name__}",
                 f"write it as {{type: <{kind} name>, ...parameters}}",
             )
         name = config.get("type")
         if not isinstance(name, str):
             raise ComponentError(
-                f"{where or kind}: missing 'type'",
+                f"{at}: missing 'type'",
                 f"name the {kind}, e.g. type: {next(iter(self.names(kind)), '<name>')}",
             )
-        spec = self.get(kind, name, where)
+        spec = self.get(kind, name, describe(tuple(where.split("."))) if where else "")
         raw = {k: v for k, v in config.items() if k != "type"}
         try:
             params = spec.params.model_validate(raw)
         except ValidationError as err:
             raise ComponentError(
-                f"bad parameters for {kind} {name!r}:\n  {format_validation_error(err, where)}",
+                f"bad parameters for {kind} {name!r}:\n  {format_validation_error(err, where, describe)}",
                 f"parameters of {name!r}: {', '.join(spec.params.model_fields) or '(none)'}; "
                 f"see `sslc plugins` and docs/components.md",
             ) from None

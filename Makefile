@@ -1,0 +1,17 @@
+# Two commands on a fresh machine:  `make quickstart`  and  `make test`.
+PYTHON ?= python3
+STAMP := .sslc-installed
+
+.PHONY: install quickstart test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	sslc run recipes/quickstart.yaml
+
+test: $(STAMP)
+	nox -s tests

@@ -1,0 +1,72 @@
+"""nox sessions. Torch is installed once (by `make install` / `pip install -e .[dev]`), and
+sessions run in that same environment instead of each building a venv with a 5 GB torch.
+The example-plugin session gets its own venv layered on the system site-packages, so it can
+install the third-party package without touching the main environment."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "example"]
+
+BUILTIN_PLUGINS = {
+    # entry-point name -> its test files
+    "resnet": ["tests/plugins/test_resnet.py"],
+    "aggressive-crop": ["tests/plugins/test_aggressive_crop.py"],
+    "moco-queue": ["tests/plugins/test_moco_queue.py"],
+    "image-folder": ["tests/plugins/test_image_folder.py"],
+    "aloi": ["tests/plugins/test_aloi.py"],
+    "synthworld": ["tests/plugins/test_synthworld.py"],
+    "got10k": ["tests/plugins/test_got10k.py"],
+    "pascal3d": ["tests/plugins/test_pascal3d.py"],
+}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite (GPU tests skip without a GPU)."""
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("plugin", list(BUILTIN_PLUGINS))
+def plugin(session: nox.Session, plugin: str) -> None:
+    """One built-in plugin's tests with only that plugin loaded (strict: load errors are fatal)."""
+    env = {"SSLC_LOAD_PLUGINS": plugin, "SSLC_STRICT_PLUGINS": "1"}
+    session.run("sslc", "plugins", env=env)
+    session.run("python", "-m", "pytest", "-q", *BUILTIN_PLUGINS[plugin], env=env)
+
+
+@nox.session(venv_backend="venv", venv_params=["--system-site-packages"])
+def example(session: nox.Session) -> None:
+    """Install the third-party example plugin and use it from a recipe."""
+    session.install("--no-deps", "-e", "examples/sslc-simclr")
+    session.run("python", "-m", "pytest", "-q", "examples/sslc-simclr/tests")
+    session.run("python", "-m", "ssl_core.cli", "plugins")
+    session.run("python", "-m", "ssl_core.cli", "run", "examples/sslc-simclr/recipe.yaml",
+                "--run-dir", f"{session.create_tmp()}/simclr-run", "--quiet")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run("ruff", "check", "ssl_core", "plugins", "tests", "benchmarks", "examples", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.run("mypy", "ssl_core")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Every registered component is documented with its parameters; the schema exports."""
+    session.run("python", "-m", "pytest", "-q", "tests/test_docs.py")
+    session.run("sslc", "schema", "--output", f"{session.create_tmp()}/recipe.schema.json")
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Speed and memory figures against their baselines (not part of CI)."""
+    for script in ("bench_ris.py", "bench_train_step.py", "bench_feature_extraction.py"):
+        session.run("python", f"benchmarks/{script}", *session.posargs)

@@ -1,0 +1,115 @@
+"""Recipes: structure and component validation with YAML paths and lines, extends, profiles, --set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ssl_core.errors import ComponentError, RecipeError
+from ssl_core.plugins import get_registry
+from ssl_core.recipe import load_recipe, recipe_json_schema
+
+BASE = """\
+name: base
+datasets:
+  train: {type: image-folder, root: imagenet/train}
+models:
+  m:
+    encoder: {type: resnet18}
+    train:
+      dataset: train
+      pair_sampler: {type: aggressive-crop, size: 32}
+      objective: {type: moco-queue, queue_size: 64}
+      epochs: 2
+      batch_size: 8
+profiles:
+  paper:
+    data_root: /datasets
+    models:
+      m:
+        encoder: {type: resnet50}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_recipe_and_defaults(tmp_path: Path) -> None:
+    loaded = load_recipe(write(tmp_path, "r.yaml", BASE))
+    t = loaded.recipe.models["m"].train
+    assert t is not None and t.epochs == 2 and t.lr == 0.03 and t.momentum == 0.9
+    assert loaded.recipe.profile == "synthetic"
+
+
+def test_profile_overlays_the_base(tmp_path: Path) -> None:
+    r = load_recipe(write(tmp_path, "r.yaml", BASE), profile="paper").recipe
+    assert r.models["m"].encoder["type"] == "resnet50"
+    assert r.models["m"].train is not None  # merged, not replaced
+    assert str(r.data_root) == "/datasets" and r.profile == "paper"
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="no profile 'cluster'"):
+        load_recipe(write(tmp_path, "r.yaml", BASE), profile="cluster")
+
+
+def test_set_overrides_are_typed_and_validated(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", BASE)
+    r = load_recipe(path, overrides=["models.m.train.epochs=5", "models.m.train.lr=0.5"]).recipe
+    assert r.models["m"].train.epochs == 5 and r.models["m"].train.lr == 0.5
+    with pytest.raises(RecipeError, match="models.m.train.epochs .*integer"):
+        load_recipe(path, overrides=["models.m.train.epochs=many"])
+    with pytest.raises(RecipeError, match="no mapping at 'models.q'"):
+        load_recipe(path, overrides=["models.q.train.epochs=5"])
+    with pytest.raises(RecipeError, match="models.m.train.epochz.*unknown key"):
+        load_recipe(path, overrides=["models.m.train.epochz=5"])
+
+
+def test_extends_merges_onto_the_base(tmp_path: Path) -> None:
+    write(tmp_path, "base.yaml", BASE)
+    child = write(tmp_path, "child.yaml", "extends: base.yaml\nname: child\nmodels:\n  m:\n    train:\n      epochs: 9\n")
+    r = load_recipe(child).recipe
+    assert r.name == "child" and r.models["m"].train.epochs == 9 and r.models["m"].train.batch_size == 8
+
+
+def test_extends_loop_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "extends: b.yaml\nname: a\n")
+    write(tmp_path, "b.yaml", "extends: a.yaml\nname: b\n")
+    with pytest.raises(RecipeError, match="loops"):
+        load_recipe(tmp_path / "a.yaml")
+
+
+def test_misspelled_component_parameter_names_path_and_line(tmp_path: Path) -> None:
+    text = BASE.replace("{type: moco-queue, queue_size: 64}", "{type: moco-queue, queue_sise: 64}")
+    with pytest.raises(ComponentError) as err:
+        load_recipe(write(tmp_path, "r.yaml", text))
+    msg = str(err.value)
+    assert "models.m.train.objective" in msg and "queue_sise: unknown parameter" in msg
+    assert "r.yaml:11" in msg  # the objective's line
+
+
+def test_structure_error_names_the_line(tmp_path: Path) -> None:
+    text = BASE.replace("      batch_size: 8", "      batch_size: -8")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, "r.yaml", text))
+    assert "models.m.train.batch_size" in str(err.value) and "r.yaml:13" in str(err.value)
+
+
+def test_train_dataset_must_exist(tmp_path: Path) -> None:
+    text = BASE.replace("      dataset: train", "      dataset: trian")
+    with pytest.raises(RecipeError, match="no dataset named 'trian'"):
+        load_recipe(write(tmp_path, "r.yaml", text))
+
+
+def test_schema_includes_component_parameters() -> None:
+    schema = recipe_json_schema(get_registry())
+    text = json.dumps(schema)
+    variants = schema["$defs"]["objective-component"]["oneOf"]
+    moco = next(v for v in variants if v["properties"]["type"]["const"] == "moco-queue")
+    assert "queue_size" in moco["properties"] and moco["additionalProperties"] is False
+    assert '"#/$defs/encoder-component"' in text
