@@ -89,15 +89,14 @@ def test_misspelled_component_parameter_names_path_and_line(tmp_path: Path) -> N
     with pytest.raises(ComponentError) as err:
         load_recipe(write(tmp_path, "r.yaml", text))
     msg = str(err.value)
-    assert "models.m.train.objective" in msg and "queue_sise: unknown parameter" in msg
-    assert "r.yaml:11" in msg  # the objective's line
+    assert "models.m.train.objective.queue_sise (" in msg and "r.yaml:10): unknown parameter" in msg
 
 
 def test_structure_error_names_the_line(tmp_path: Path) -> None:
     text = BASE.replace("      batch_size: 8", "      batch_size: -8")
     with pytest.raises(RecipeError) as err:
         load_recipe(write(tmp_path, "r.yaml", text))
-    assert "models.m.train.batch_size" in str(err.value) and "r.yaml:13" in str(err.value)
+    assert "models.m.train.batch_size" in str(err.value) and "r.yaml:12" in str(err.value)
 
 
 def test_train_dataset_must_exist(tmp_path: Path) -> None:
