@@ -1,0 +1,83 @@
+"""The ResNet encoders: torchvision-compatible keys, pooled features, feature maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from sslc_plugins import resnet
+
+from ssl_core.errors import ComponentError
+from ssl_core.registry import Registry, make_spec
+
+
+@pytest.mark.parametrize("arch,dim", [("resnet18", 512), ("resnet50", 2048)])
+def test_state_dict_keys_are_torchvision_trunk_keys(arch: str, dim: int) -> None:
+    enc = resnet.build_encoder(arch)
+    tv = getattr(torchvision.models, arch)(weights=None)
+    expected = [k for k in tv.state_dict() if not k.startswith("fc.")]
+    assert list(enc.state_dict()) == expected
+    assert enc.feature_dim == dim
+    # torchvision weights (minus fc) load strictly: the official MoCo mapping relies on it
+    enc.load_state_dict({k: v for k, v in tv.state_dict().items() if not k.startswith("fc.")})
+    tv.eval()
+    enc.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = torch.flatten(tv.avgpool(tv.layer4(tv.layer3(tv.layer2(tv.layer1(
+            tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))))), 1)
+        torch.testing.assert_close(enc(x), ref)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_small_input_shapes(size: int) -> None:
+    enc = resnet.build_encoder("resnet18", small_input=True)
+    assert tuple(enc.conv1.weight.shape) == (64, 3, 3, 3)
+    assert isinstance(enc.maxpool, torch.nn.Identity)
+    enc.eval()
+    n = 2 if size == 32 else 1
+    x = torch.randn(n, 3, size, size)
+    with torch.no_grad():
+        assert enc(x).shape == (n, 512)
+        maps = enc.feature_maps(x)
+    assert list(maps) == ["layer1", "layer2", "layer3", "layer4", "pooled"]
+    assert maps["layer1"].shape == (n, 64, size, size)  # no stride in the stem
+    assert maps["layer3"].shape == (n, 256, size // 4, size // 4)
+    assert maps["layer4"].shape == (n, 512, size // 8, size // 8)
+    with torch.no_grad():
+        torch.testing.assert_close(maps["pooled"], enc(x))
+
+
+def test_standard_stem_downsamples_32x() -> None:
+    enc = resnet.build_encoder("resnet18")
+    maps = enc.feature_maps(torch.randn(1, 3, 64, 64))
+    assert maps["layer3"].shape == (1, 256, 4, 4)
+    assert maps["layer4"].shape == (1, 512, 2, 2)
+
+
+def test_zero_init_residual() -> None:
+    enc = resnet.build_encoder("resnet18", small_input=True, zero_init_residual=True)
+    assert torch.count_nonzero(enc.layer1[0].bn2.weight) == 0
+    enc = resnet.build_encoder("resnet18", small_input=True)
+    assert torch.count_nonzero(enc.layer1[0].bn2.weight) > 0
+
+
+def test_build_encoder_errors() -> None:
+    with pytest.raises(ComponentError, match="resnet7"):
+        resnet.build_encoder("resnet7")
+    with pytest.raises(ComponentError, match="small_inptu"):
+        resnet.build_encoder("resnet18", small_inptu=True)
+
+
+def test_registered_through_the_hook() -> None:
+    reg = Registry()
+
+    def register(name, factory, params=None, summary=""):
+        reg.add(make_spec("encoder", "resnet", None, name, factory, params, summary))
+
+    resnet.register_encoders(register=register)
+    assert reg.names("encoder") == ["resnet18", "resnet50"]
+    enc = reg.create("encoder", {"type": "resnet18", "small_input": True})
+    assert enc(torch.randn(1, 3, 32, 32)).shape == (1, 512)
+    with pytest.raises(ComponentError, match="unknown parameter"):
+        reg.create("encoder", {"type": "resnet18", "smal_input": True})
