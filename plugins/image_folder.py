@@ -1,0 +1,98 @@
+"""`image-folder`: ImageNet's layout, one folder per class (`root/{class}/*.JPEG`).
+
+`root` may be a split folder itself (subset "all") or a folder that holds `train/`
+(and optionally `val/`), giving subsets "train" and "val". Pixels are not read here:
+whoever loads an image reports it if it is unreadable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import field_validator
+
+from ssl_core import Dataset, ImageRecord, Params, hookimpl
+from ssl_core.errors import DataError
+
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class ImageFolderParams(Params):
+    root: Path
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+
+    @field_validator("extensions")
+    @classmethod
+    def _normalise(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = tuple(("." + e.lstrip(".")).lower() for e in value if e.strip("."))
+        if not out:
+            raise ValueError("give at least one file extension, e.g. ['.jpg', '.png']")
+        return out
+
+
+class ImageFolder(Dataset):
+    """Class-per-folder images; label = folder name, group = image path stem."""
+
+    subsets = ("all",)
+
+    def __init__(self, params: ImageFolderParams) -> None:
+        self.params = params
+        self.root = Path(params.root).expanduser()
+        self.split_mode = (self.root / "train").is_dir()
+        # an instance attribute shadows the class default: the subsets depend on the layout
+        self.subsets = ("train", "val") if self.split_mode else ("all",)  # type: ignore[misc]
+
+    def _folder(self, subset: str) -> Path:
+        if subset not in self.subsets:
+            raise DataError(
+                f"image-folder at {self.root} has no subset {subset!r}",
+                f"use one of: {', '.join(self.subsets)}"
+                + ("" if self.split_mode else " (a root holding train/ and val/ gives train and val)"),
+            )
+        return self.root / subset if self.split_mode else self.root
+
+    def prepare(self, progress: Any | None = None) -> None:
+        for subset in self.subsets:
+            if subset == "val" and not (self.root / "val").is_dir():
+                continue
+            self.records(subset)
+
+    def records(self, subset: str | None = None) -> list[ImageRecord]:
+        subset = subset or self.subsets[0]
+        folder = self._folder(subset)
+        if not self.root.is_dir():
+            raise DataError(f"image-folder root {self.root} does not exist",
+                            "set `root` to a folder holding one sub-folder per class "
+                            "(or a folder holding train/ and val/)")
+        if not folder.is_dir():
+            raise DataError(f"image-folder split folder {folder} does not exist",
+                            f"create {folder} with one sub-folder per class, or use subset 'train'")
+        classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise DataError(f"no class folders in {folder}",
+                            "an image folder holds one sub-folder per class: "
+                            f"{folder}/<class>/<image>{self.params.extensions[0]}")
+        exts = set(self.params.extensions)
+        out = []
+        for cls in classes:
+            for path in sorted(cls.iterdir()):
+                if path.is_file() and path.suffix.lower() in exts:
+                    out.append(ImageRecord(path=path, label=cls.name, group=path.stem))
+        if not out:
+            raise DataError(f"no images with extensions {', '.join(self.params.extensions)} "
+                            f"in the class folders of {folder}",
+                            "check `root`, or set `extensions` to the ones your files use")
+        return out
+
+    def classes(self, subset: str | None = None) -> list[str]:
+        return sorted({r.label for r in self.records(subset) if r.label is not None})
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "image-folder", "root": str(self.root), "subsets": list(self.subsets)}
+
+
+@hookimpl
+def register_datasets(register: Any) -> None:
+    register("image-folder", ImageFolder, params=ImageFolderParams,
+             summary="ImageNet-style class-per-folder images (root/{class}/*.JPEG, or root/train, root/val)")

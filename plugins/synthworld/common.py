@@ -1,0 +1,98 @@
+"""What every layout writer shares: size presets, seeded rngs, random lights and backgrounds, image I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .objects import CATEGORIES
+from .render import Light, background
+
+#: ALOI's 12 lamp voltages (file suffix i110 .. i250) and the colour temperatures they map to
+ALOI_LAMPS = (110, 120, 130, 140, 150, 160, 170, 180, 190, 210, 230, 250)
+ALOI_TEMP_RANGE = (2175.0, 3075.0)
+ALOI_SIZE = (144, 192)  # red2: 192 x 144 (width x height)
+
+# where each kind of object comes from in the world: distinct instance index ranges
+TRAIN_BASE, VAL_BASE, ALOI_BASE, GOT_BASE, PASCAL_BASE = 0, 500_000, 600_000, 700_000, 800_000
+
+
+@dataclass(frozen=True)
+class SizeConfig:
+    """How much of the world to render for one size preset."""
+
+    train_instances: int  # per category
+    train_per_instance: int
+    val_instances: int
+    val_per_instance: int
+    image_size: int
+    aloi_objects: int
+    got_sequences: int
+    got_frames: int
+    got_size: tuple[int, int]  # (height, width)
+    pascal_per_class: int  # {cls}_imagenet images per class (train + val)
+    pascal_extra_per_class: int  # {cls}_pascal images per class
+    pascal_size: tuple[int, int]
+    supersample: int = 2  # anti-aliasing: ss x ss rays per pixel
+    categories: tuple[str, ...] = tuple(CATEGORIES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+SIZES: dict[str, SizeConfig] = {
+    "tiny": SizeConfig(2, 3, 1, 2, 64, 4, 3, 16, (96, 128), 2, 1, (96, 128), supersample=1),
+    "small": SizeConfig(12, 7, 4, 3, 96, 24, 12, 40, (144, 192), 8, 2, (144, 192)),
+    "full": SizeConfig(100, 10, 25, 4, 128, 250, 200, 80, (240, 320), 60, 10, (240, 320)),
+}
+
+#: the 12 categories that play PASCAL3D+'s 12 classes
+PASCAL_CLASSES = ("aeroplane", "boat", "bottle", "car", "chair", "diningtable", "lamp", "mug",
+                  "robot", "rocket", "sofa", "tvmonitor")
+
+
+def job_rng(seed: int, *key: int) -> np.random.Generator:
+    """An rng that depends only on the world seed and the job, never on scheduling."""
+    return np.random.default_rng([int(seed), *[int(k) for k in key]])
+
+
+def aloi_temperature(lamp: int) -> float:
+    """Lamp voltage index 110..250 -> colour temperature, monotonically (2175 K .. 3075 K)."""
+    lo, hi = ALOI_TEMP_RANGE
+    return lo + (hi - lo) * (lamp - ALOI_LAMPS[0]) / (ALOI_LAMPS[-1] - ALOI_LAMPS[0])
+
+
+def direction(azimuth: float, elevation: float) -> tuple[float, float, float]:
+    az, el = math.radians(azimuth), math.radians(elevation)
+    return (math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el))
+
+
+def random_light(rng: np.random.Generator, camera_azimuth: float) -> Light:
+    """A light from the camera's side of the object, of a random colour temperature."""
+    az = camera_azimuth + rng.uniform(-100, 100)
+    el = rng.uniform(15, 75)
+    return Light(direction(az, el), float(rng.uniform(2175, 7500)), float(rng.uniform(0.85, 1.1)),
+                 float(rng.uniform(0.2, 0.4)), white_balance=5000.0)
+
+
+def random_background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Plain, gradient or blotchy backgrounds so that the background is no class cue."""
+    kind = ("plain", "gradient", "blotchy")[int(rng.integers(3))]
+    c1 = rng.uniform(0.1, 0.95, 3)
+    c2 = rng.uniform(0.1, 0.95, 3) if kind != "plain" else None
+    noise = 0.12 if kind == "blotchy" else 0.0
+    return background(size, c1, c2, noise, rng), kind
+
+
+def save_jpeg(path: Path, image: np.ndarray, quality: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="JPEG", quality=quality)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG", compress_level=1)

@@ -1,0 +1,121 @@
+"""PASCAL3D+ release 1.1 layout: images with several objects, MATLAB `record` annotations.
+
+`PASCAL3D+_release1.1/Images/{cls}_{imagenet|pascal}/{id}.JPEG`,
+`Annotations/{cls}_{...}/{id}.mat` (struct `record`: filename, size, objects(k).class,
+.bbox [x1 y1 x2 y2] 1-based, .viewpoint (azimuth_coarse, elevation_coarse, azimuth,
+elevation, distance, theta) or [] , .truncated, .occluded, .difficult) and
+`Image_sets/{cls}_imagenet_{train,val}.txt`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from .common import PASCAL_BASE, job_rng, random_background, random_light, save_jpeg
+from .objects import CATEGORIES, PlacedObject, World
+from .render import Camera, composite, downsample_mask, shade, trace
+
+RELEASE = "PASCAL3D+_release1.1"
+SOURCE_CODE = {"imagenet": 1, "pascal": 2}
+
+
+def image_id(source: str, cls: str, k: int) -> str:
+    if source == "imagenet":
+        return f"n{list(CATEGORIES).index(cls) + 1:08d}_{k + 1}"
+    return f"2008_{list(CATEGORIES).index(cls) * 1000 + k + 1:06d}"
+
+
+def _viewpoint(obj: PlacedObject, eye: np.ndarray) -> dict:
+    """The camera's azimuth/elevation in the object's own frame, as PASCAL3D+ annotates them."""
+    center, _ = obj.obj.bounds()
+    rel = eye - (np.asarray(obj.position) + np.array([0.0, center[1] * obj.scale, 0.0]))
+    azimuth = (math.degrees(math.atan2(rel[0], rel[2])) - obj.yaw) % 360.0
+    elevation = math.degrees(math.atan2(rel[1], math.hypot(rel[0], rel[2])))
+    return {"azimuth_coarse": float(round(azimuth / 15.0) * 15 % 360),
+            "elevation_coarse": float(round(elevation / 15.0) * 15),
+            "azimuth": round(azimuth, 4), "elevation": round(elevation, 4),
+            "distance": round(float(np.linalg.norm(rel)), 4), "theta": 0.0}
+
+
+def write_image(root: Path, seed: int, source: str, cls: str, k: int, size: tuple[int, int],
+                categories: list[str], ss: int = 2) -> dict:
+    """Render one annotated image of class `cls` (plus other objects) into root (the release folder)."""
+    rng = job_rng(seed, 41, SOURCE_CODE[source], list(CATEGORIES).index(cls), k)
+    world = World(seed)
+    n_objects = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
+    placed = []
+    spots = [(0.0, 0.0)] + [(float(rng.uniform(-1.6, 1.6)), float(rng.uniform(-1.5, 0.5)))
+                            for _ in range(n_objects - 1)]
+    for j, (x, z) in enumerate(spots):
+        cat = cls if (j == 0 or rng.random() < 0.3) else categories[int(rng.integers(len(categories)))]
+        index = (PASCAL_BASE + 100_000 * list(CATEGORIES).index(cls) + 10_000 * SOURCE_CODE[source]
+                 + 10 * k + j)
+        inst = world.instance(cat, index)
+        placed.append(PlacedObject(inst, (x, 0.0, z), float(rng.uniform(0, 360)),
+                                   float(rng.uniform(0.8, 1.2)), j + 1))
+    azimuth = float(rng.uniform(0, 360))
+    elevation = float(rng.uniform(5, 40))
+    camera = Camera(azimuth, elevation, float(rng.uniform(2.6, 3.6)), (0.0, 0.4, 0.0), 45.0)
+    light = random_light(rng, azimuth)
+    bg, _ = random_background(rng, size)
+    parts = [trace([p.world_primitives()], camera, size, ss) for p in placed]
+    out = shade(composite(parts), light, bg)
+    eye = camera.frame()[0]
+    h, w = size
+    objects = []
+    for p, g in zip(placed, parts, strict=False):
+        alone, _ = downsample_mask(g)
+        full = int((alone == p.object_id).sum())
+        vis = out.mask == p.object_id
+        if not vis.any():
+            continue
+        rows, cols = np.flatnonzero(vis.any(axis=1)), np.flatnonzero(vis.any(axis=0))
+        x1, y1, x2, y2 = cols[0] + 1, rows[0] + 1, cols[-1] + 1, rows[-1] + 1
+        truncated = int(x1 == 1 or y1 == 1 or x2 == w or y2 == h)
+        occluded = int(vis.sum() < 0.85 * full)
+        main = p.obj.category == cls
+        with_view = main or rng.random() < 0.4
+        viewpoint = _viewpoint(p, eye) if with_view else np.zeros((0, 0))
+        objects.append({"class": p.obj.category, "bbox": np.array([x1, y1, x2, y2], dtype=np.float64),
+                        "viewpoint": viewpoint, "truncated": truncated, "occluded": occluded,
+                        "difficult": int((x2 - x1) < 8 or (y2 - y1) < 8)})
+    folder = f"{cls}_{source}"
+    ident = image_id(source, cls, k)
+    save_jpeg(root / "Images" / folder / f"{ident}.JPEG", out.image)
+    objs = np.empty((1, len(objects)), dtype=object)
+    for i, o in enumerate(objects):
+        objs[0, i] = o
+    record = {"filename": f"{ident}.JPEG", "folder": folder,
+              "source": {"database": "ImageNet" if source == "imagenet" else "PASCAL VOC"},
+              "size": {"width": float(w), "height": float(h), "depth": 3.0},
+              "imgsize": np.array([w, h, 3], dtype=np.float64), "database": "synthworld",
+              "objects": _struct_array(objects)}
+    mat = root / "Annotations" / folder / f"{ident}.mat"
+    mat.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(mat, {"record": record}, do_compression=True)
+    return {"id": ident, "class": cls, "source": source, "objects": len(objects)}
+
+
+def _struct_array(objects: list[dict]) -> np.ndarray:
+    """A 1xK MATLAB struct array (fields shared by all elements), as PASCAL3D+ stores `objects`."""
+    fields = ["class", "bbox", "viewpoint", "truncated", "occluded", "difficult"]
+    arr = np.empty((1, len(objects)), dtype=[(f, object) for f in fields])
+    for i, o in enumerate(objects):
+        for f in fields:
+            arr[0, i][f] = o[f]
+    return arr
+
+
+def write_image_sets(root: Path, classes: list[str], per_class: int) -> None:
+    """`Image_sets/{cls}_imagenet_{train,val}.txt`: the first ~70% train, the rest val."""
+    sets = root / "Image_sets"
+    sets.mkdir(parents=True, exist_ok=True)
+    n_train = max(1, int(round(per_class * 0.7))) if per_class > 1 else per_class
+    for cls in classes:
+        ids = [image_id("imagenet", cls, k) for k in range(per_class)]
+        (sets / f"{cls}_imagenet_train.txt").write_text("".join(i + "\n" for i in ids[:n_train]))
+        (sets / f"{cls}_imagenet_val.txt").write_text("".join(i + "\n" for i in ids[n_train:]))

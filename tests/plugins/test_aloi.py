@@ -1,0 +1,106 @@
+"""ALOI reader and probes, on fixtures written here and on the synthetic world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sslc_plugins.aloi as aloi
+import sslc_plugins.synthworld as synthworld
+from PIL import Image
+
+from ssl_core.errors import DataError
+from ssl_core.plugins import PluginHost
+
+LAMPS = (110, 120, 130, 140, 150, 160, 170, 180, 190, 210, 230, 250)
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    h = PluginHost()
+    assert h.add_plugin(aloi, "aloi")
+    return h
+
+
+def _png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
+
+
+def _fixture(root: Path, objects=(1, 2, 10), view="aloi_red2_view") -> None:
+    for o in objects:
+        for a in range(0, 360, 5):
+            _png(root / view / str(o) / f"{o}_r{a}.png")
+        for light in range(1, 9):
+            for c in (1, 2, 3):
+                _png(root / "aloi_red2_ill" / str(o) / f"{o}_l{light}c{c}.png")
+        for v in LAMPS:
+            _png(root / "aloi_red2_col" / str(o) / f"{o}_i{v}.png")
+
+
+def test_records_parse_names_in_numeric_order(tmp_path: Path, host: PluginHost) -> None:
+    _fixture(tmp_path)
+    ds = host.registry.create("dataset", {"type": "aloi", "root": str(tmp_path)})
+    ds.prepare()
+    view = ds.records("view")
+    assert [r.group for r in view[::72]] == ["1", "2", "10"]
+    assert [r.meta["angle"] for r in view[:3]] == [0, 5, 10] and view[0].label == "1"
+    ill = ds.records("ill")
+    assert ill[0].meta == {"light": 1, "camera": 1} and len(ill) == 3 * 24
+    col = ds.records("col")
+    assert [r.meta["lamp"] for r in col[:12]] == list(LAMPS)
+
+
+def test_root_may_be_a_data_root_and_folders_may_be_renamed(tmp_path: Path, host: PluginHost) -> None:
+    _fixture(tmp_path / "aloi", objects=(3,), view="aloi_view")
+    ds = host.registry.create("dataset", {"type": "aloi", "root": str(tmp_path), "view_dir": "aloi_view"})
+    assert ds.root == tmp_path / "aloi" and len(ds.records("view")) == 72
+    plain = host.registry.create("dataset", {"type": "aloi", "root": str(tmp_path)})
+    with pytest.raises(DataError, match="aloi_red2_view does not exist") as err:
+        plain.records("view")
+    assert "view_dir" in err.value.hint
+
+
+def test_bad_layouts_are_named(tmp_path: Path, host: PluginHost) -> None:
+    _fixture(tmp_path, objects=(1,))
+    _png(tmp_path / "aloi_red2_view" / "1" / "1_x5.png")
+    ds = host.registry.create("dataset", {"type": "aloi", "root": str(tmp_path)})
+    with pytest.raises(DataError, match="1_x5.png"):
+        ds.records("view")
+    _png(tmp_path / "aloi_red2_col" / "1" / "2_i110.png")  # another object's file
+    with pytest.raises(DataError, match="2_i110.png"):
+        ds.records("col")
+    (tmp_path / "aloi_red2_ill" / "notes").mkdir()
+    with pytest.raises(DataError, match="notes"):
+        ds.records("ill")
+    missing = host.registry.create("dataset", {"type": "aloi", "root": str(tmp_path / "nope")})
+    with pytest.raises(DataError, match="does not exist"):
+        missing.prepare()
+
+
+@pytest.mark.parametrize("probe, rows", [("aloi-viewpoint", 72), ("aloi-illumination-direction", 24),
+                                          ("aloi-illumination-color", 12)])
+def test_probes_on_the_synthetic_world(probe: str, rows: int, host: PluginHost,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = synthworld.synthesize("tiny", 0, cache_dir=tmp_path_factory.getbasetemp() / "synthworld")
+    ds = host.registry.create("dataset", {"type": "aloi", "root": str(root)})
+    spec = host.registry.get("invariance-probe", probe)
+    p = host.registry.create("invariance-probe", {"type": probe})
+    assert p.dataset_type == "aloi" and spec.plugin == "aloi"
+    ps = p.build(ds)
+    n_obj = synthworld.common.SIZES["tiny"].aloi_objects
+    assert ps.image_size == (128, 128) and len(ps.items) == n_obj * rows
+    for t in set(ps.trajectories()):
+        members = [it for it in ps.items if it.trajectory == t]
+        assert len(members) == rows
+        assert {it.label for it in members} == {t} == {it.record.group for it in members}
+    small = host.registry.create("invariance-probe", {"type": probe, "max_objects": 2, "image_size": 64})
+    ps2 = small.build(ds)
+    assert sorted(set(ps2.trajectories()), key=int) == ["1", "2"] and ps2.image_size == (64, 64)
+
+
+def test_probe_rejects_a_non_aloi_dataset(tmp_path: Path, host: PluginHost) -> None:
+    ds = synthworld.SynthWorld(synthworld.SynthWorldParams(size="tiny", cache_dir=tmp_path))
+    with pytest.raises(DataError, match="needs an ALOI dataset"):
+        aloi.AloiViewpoint().build(ds)

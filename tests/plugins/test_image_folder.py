@@ -1,0 +1,71 @@
+"""image-folder: ImageNet's class-per-folder layout, on fixtures written here and on the synthetic world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sslc_plugins.image_folder as image_folder
+import sslc_plugins.synthworld as synthworld
+from PIL import Image
+
+from ssl_core.errors import ComponentError, DataError
+from ssl_core.plugins import PluginHost
+
+
+def _img(path: Path, fmt: str = "JPEG") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(path, format=fmt)
+
+
+def _create(root: Path, **kw):
+    host = PluginHost()
+    assert host.add_plugin(image_folder, "image-folder")
+    return host.registry.create("dataset", {"type": "image-folder", "root": str(root), **kw})
+
+
+def test_flat_layout_lists_classes_case_insensitively(tmp_path: Path) -> None:
+    _img(tmp_path / "n01" / "a.JPEG")
+    _img(tmp_path / "n01" / "b.jpg")
+    _img(tmp_path / "n02" / "c.PNG", "PNG")
+    (tmp_path / "n02" / "notes.txt").write_text("not an image")
+    ds = _create(tmp_path)
+    assert ds.subsets == ("all",)
+    recs = ds.records()
+    assert [(r.path.name, r.label) for r in recs] == [("a.JPEG", "n01"), ("b.jpg", "n01"), ("c.PNG", "n02")]
+    assert [r.path.name for r in _create(tmp_path, extensions=["png"]).records()] == ["c.PNG"]
+
+
+def test_split_layout_gives_train_and_val(tmp_path: Path) -> None:
+    _img(tmp_path / "train" / "cat" / "1.JPEG")
+    _img(tmp_path / "val" / "cat" / "2.JPEG")
+    ds = _create(tmp_path)
+    assert ds.subsets == ("train", "val")
+    assert [r.path.name for r in ds.records("val")] == ["2.JPEG"]
+    assert ds.records()[0].path.name == "1.JPEG"
+    with pytest.raises(DataError, match="no subset 'all'"):
+        ds.records("all")
+
+
+def test_errors_name_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        _create(tmp_path / "missing").records()
+    with pytest.raises(DataError, match="no class folders"):
+        _create(tmp_path).records()
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(DataError, match="no images") as err:
+        _create(tmp_path).records()
+    assert err.value.hint and "extensions" in err.value.hint
+    with pytest.raises(ComponentError, match="extensions"):
+        _create(tmp_path, extensions=[])
+
+
+def test_reads_the_synthetic_imagenet(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = synthworld.synthesize("tiny", 0, cache_dir=tmp_path_factory.getbasetemp() / "synthworld")
+    ds = _create(root / "imagenet")
+    assert ds.subsets == ("train", "val")
+    train = ds.records("train")
+    assert {r.label for r in train} == set(synthworld.objects.CATEGORIES)
+    assert len(train) == len(synthworld.SynthWorld(synthworld.SynthWorldParams(
+        size="tiny", cache_dir=root.parent)).records("train"))
