@@ -119,7 +119,7 @@ class Runner:
             encoder, _ = load_encoder(path, format=model.checkpoint.format, arch=model.encoder["type"],
                                       prefix_map=model.checkpoint.prefix_map or None,
                                       encoder_params=params, registry=self.registry)
-            enc_id = f"checkpoint:{checkpoint_digest(path)}"
+            enc_id = f"checkpoint:{checkpoint_digest(path)}:{fingerprint(model.encoder, model.checkpoint.model_dump(mode='json'))}"
         else:
             encoder = self.registry.create("encoder", model.encoder, where=f"models.{name}.encoder")
             enc_id = f"random:{fingerprint(model.encoder, model.init_seed)}"

@@ -1,0 +1,250 @@
+"""`sslc probe`: the invariance (RIS) of any checkpoint, or of an `alldata.pth` feature dump."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ssl_core.checkpoints import FORMATS, LoadReport, checkpoint_digest, load_encoder
+from ssl_core.cli.options import json_option, quiet_option
+from ssl_core.errors import ComponentError, DataError
+from ssl_core.features import FeatureCache, features_for, rows_metadata
+from ssl_core.interfaces import Encoder
+from ssl_core.plugins import get_registry
+from ssl_core.progress import console, is_quiet
+from ssl_core.registry import Registry
+
+RANDOM_PREFIX = "random:"
+RANDOM_SEED = 0
+
+
+def _parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not OLD=NEW (e.g. module.encoder_q.=)",
+                                     param_hint="--prefix-map")
+        old, new = item.split("=", 1)
+        out[old] = new
+    return out or None
+
+
+def _parse_data(items: Sequence[str], registry: Registry) -> tuple[str | None, dict[str, str]]:
+    """`--data ROOT` (every dataset) and/or `--data TYPE=ROOT` (one dataset type)."""
+    default: str | None = None
+    by_type: dict[str, str] = {}
+    names = set(registry.names("dataset"))
+    for item in items:
+        name, sep, root = item.partition("=")
+        if sep and name in names:
+            by_type[name] = root
+        elif default is None:
+            default = item
+        else:
+            raise click.BadParameter(
+                f"two dataset roots without a type ({default!r} and {item!r})",
+                param_hint="--data (use TYPE=ROOT, e.g. --data aloi=/data/aloi)")
+    return default, by_type
+
+
+def _random_encoder(spec: str, registry: Registry) -> tuple[Encoder, str, dict[str, Any]]:
+    """A randomly initialised encoder with a fixed seed: the 'no learning' baseline."""
+    arch = spec[len(RANDOM_PREFIX):]
+    if not arch:
+        raise ComponentError("--checkpoint random: needs an architecture, e.g. random:resnet50",
+                             f"available encoders: {', '.join(registry.names('encoder'))}")
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(RANDOM_SEED)
+        encoder = registry.create("encoder", {"type": arch}, where="--checkpoint random:")
+    finally:
+        torch.random.set_rng_state(state)
+    h = hashlib.sha256()
+    for key, tensor in encoder.state_dict().items():
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    info = {"checkpoint": spec, "arch": arch, "seed": RANDOM_SEED, "format": "random"}
+    return encoder.eval(), f"random:{arch}:{h.hexdigest()}", info
+
+
+def _save_path(base: Path, probe: str, several: bool) -> Path:
+    return base.with_name(f"{base.stem}.{probe}{base.suffix}") if several else base
+
+
+def _table(rows: list[dict[str, Any]], top_k: Sequence[int], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("probe", "invariance", "rows", "trajectories"):
+        table.add_column(col, justify="left" if col in ("probe", "invariance") else "right")
+    for k in top_k:
+        table.add_column(f"top-{k}", justify="right")
+    for r in rows:
+        traj = str(r["num_trajectories"])
+        if r["num_skipped"]:
+            traj += f" (+{r['num_skipped']} short)"
+        table.add_row(r["probe"], r.get("invariance") or "", str(r["num_rows"]), traj,
+                      *[f"{r['scores'][str(k)]:.2f}" for k in top_k])
+    return table
+
+
+def _say(text: str) -> None:
+    if not is_quiet():
+        console.print(text, highlight=False)
+
+
+def _score(feat: np.ndarray, trajectories: Any, classes: Any, top_k: Sequence[int]) -> dict[str, Any]:
+    from ssl_core.ris import representation_invariance_score
+
+    ris = representation_invariance_score(feat, trajectories, classes, top_k=tuple(top_k))
+    out = ris.as_dict()
+    out["scores"] = {str(k): float(v) for k, v in sorted(ris.scores.items())}
+    return out
+
+
+def _report_load(report: LoadReport) -> None:
+    lines = report.lines()
+    _say(f"[dim]{lines[0]}[/dim]")
+    for line in lines[1:]:
+        colour = "dim" if line.startswith("ignored") else "yellow"
+        _say(f"[{colour}]{line}[/{colour}]")
+
+
+@click.command()
+@click.option("--checkpoint", metavar="PATH|random:ARCH",
+              help="Checkpoint to probe (MoCo, torchvision, plain or sslc), or random:ARCH for a "
+                   "randomly initialised baseline with a fixed seed.")
+@click.option("--features", "features_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Score an alldata.pth feature file instead of extracting features.")
+@click.option("--probe", "probes", multiple=True, metavar="NAME",
+              help="Invariance probe (repeatable), e.g. aloi-viewpoint; see `sslc plugins`.")
+@click.option("--data", "data", multiple=True, metavar="ROOT|TYPE=ROOT",
+              help="Dataset root for the probes' datasets (TYPE=ROOT for one dataset type).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Checkpoint layout.")
+@click.option("--arch", default=None, help="Encoder architecture (default: from the checkpoint).")
+@click.option("--prefix-map", "prefix_map", multiple=True, metavar="OLD=NEW",
+              help="Rename checkpoint key prefixes before loading (repeatable).")
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="Fail when the checkpoint lacks any trunk tensor.")
+@click.option("--top-k", "top_k", multiple=True, type=click.IntRange(min=1), default=(10, 25),
+              show_default=True, help="K of the top-K RIS (repeatable).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="DataLoader worker processes for image decoding.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--save-features", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the features as alldata.pth (+ paths, boxes); with several probes, "
+                   "one file each: FILE with the probe name before the suffix.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
+@quiet_option
+@json_option
+def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str, ...],
+          data: tuple[str, ...], fmt: str, arch: str | None, prefix_map: tuple[str, ...],
+          strict: bool, top_k: tuple[int, ...], batch_size: int, workers: int, device: str,
+          save_features: Path | None, no_cache: bool, as_json: bool) -> None:
+    """Measure invariance (top-K RIS) of a checkpoint on invariance probes.
+
+    \b
+      sslc probe --checkpoint moco_v2_800ep.pth.tar --probe aloi-viewpoint --data /data/aloi
+      sslc probe --checkpoint random:resnet50 --probe got10k-occlusion --data /data/got10k
+      sslc probe --features alldata.pth --json
+    """
+    top_k = tuple(dict.fromkeys(top_k))
+    if (checkpoint is None) == (features_file is None):
+        raise click.UsageError("give exactly one of --checkpoint and --features")
+    if features_file is not None:
+        if probes or data or save_features:
+            raise click.UsageError("--features scores a feature file as it is: "
+                                   "--probe, --data and --save-features need --checkpoint")
+        result = _probe_features_file(features_file, top_k)
+    else:
+        if not probes:
+            raise click.UsageError("--checkpoint needs at least one --probe NAME")
+        if not data:
+            raise click.UsageError("--checkpoint needs --data ROOT (the probes' dataset root)")
+        result = _probe_checkpoint(
+            checkpoint or "", probes, data, fmt=fmt, arch=arch,
+            prefix_map=_parse_prefix_map(prefix_map), strict=strict, top_k=top_k,
+            batch_size=batch_size, workers=workers, device=None if device == "auto" else device,
+            save_features=save_features, use_cache=not no_cache)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        title = f"invariance of {result['source'].get('checkpoint') or result['source'].get('features')}"
+        Console().print(_table(result["probes"], top_k, title))  # stdout: the result
+
+
+def _probe_features_file(path: Path, top_k: Sequence[int]) -> dict[str, Any]:
+    from ssl_core.interop import load_alldata
+
+    data = load_alldata(path)
+    row = {"probe": path.stem, "invariance": "", "features_file": str(path),
+           **_score(data.feat, data.instance, data.classes, top_k)}
+    return {"source": {"features": str(path)}, "top_k": list(top_k), "probes": [row]}
+
+
+def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str], *, fmt: str,
+                      arch: str | None, prefix_map: dict[str, str] | None, strict: bool,
+                      top_k: Sequence[int], batch_size: int, workers: int, device: str | None,
+                      save_features: Path | None, use_cache: bool) -> dict[str, Any]:
+    registry = get_registry()
+    default_root, roots = _parse_data(data, registry)
+    # build every probe first, so a typo in the last --probe fails before any work
+    probe_objs = [registry.create("invariance-probe", {"type": name}, where="--probe")
+                  for name in probes]
+    for name, p in zip(probes, probe_objs, strict=True):
+        if p.dataset_type not in roots and default_root is None:
+            raise DataError(f"probe {name!r} reads dataset {p.dataset_type!r}, but no root was given",
+                            f"add --data ROOT or --data {p.dataset_type}=ROOT")
+
+    if checkpoint.startswith(RANDOM_PREFIX):
+        encoder, encoder_id, source = _random_encoder(checkpoint, registry)
+    else:
+        path = Path(checkpoint).expanduser()
+        encoder, report = load_encoder(path, format=fmt, arch=arch, prefix_map=prefix_map,
+                                       strict=strict, registry=registry)
+        _report_load(report)
+        # the load options decide which tensors end up where, so they are part of the identity
+        options = json.dumps([report.format, report.encoder_config, prefix_map, strict],
+                             sort_keys=True)
+        digest = checkpoint_digest(path)
+        encoder_id = f"checkpoint:{digest}:{options}"
+        source = {"checkpoint": str(path), "sha256": digest, "format": report.format,
+                  "arch": report.arch, "load_report": report.as_dict()}
+
+    cache = FeatureCache() if use_cache else None
+    rows: list[dict[str, Any]] = []
+    for name, p in zip(probes, probe_objs, strict=True):
+        root = roots.get(p.dataset_type, default_root)
+        dataset = registry.create("dataset", {"type": p.dataset_type, "root": root}, where="--data")
+        dataset.prepare()
+        probe_set = p.build(dataset)
+        hits = cache.hits if cache is not None else 0
+        feat = features_for(encoder, probe_set, encoder_id,
+                            cache=cache if cache is not None else False,
+                            batch_size=batch_size, num_workers=workers, device=device,
+                            description=f"features {name}")
+        cached = "off" if cache is None else ("hit" if cache.hits > hits else "miss")
+        trajectories, labels = probe_set.trajectories(), probe_set.labels()
+        row: dict[str, Any] = {"probe": name, "invariance": getattr(p, "invariance", ""),
+                               "dataset": p.dataset_type, "data_root": str(root),
+                               "feature_dim": int(feat.shape[1]), "cache": cached,
+                               **_score(feat, trajectories, labels, top_k)}
+        if save_features is not None:
+            from ssl_core.interop import save_alldata
+
+            out = _save_path(save_features, name, len(probes) > 1)
+            paths, boxes = rows_metadata(probe_set)
+            save_alldata(out, feat, trajectories, labels, paths=paths, boxes=boxes)
+            row["features_file"] = str(out)
+            _say(f"[dim]features of {name} saved to {out}[/dim]")
+        rows.append(row)
+    return {"source": source, "top_k": list(top_k), "probes": rows}
