@@ -41,7 +41,7 @@ def build_report(recipe: Recipe, probes: dict[str, dict[str, dict[str, Any]]],
                 cell += "\n(paper " + " / ".join(_fmt(ref.get(f"top{k}")) for k in top_k) + ")"
             measured_cells.append(cell)
             md_cells += [_fmt(v) + (f" ({_fmt(ref.get(f'top{k}'))})" if ref else "")
-                         for v, k in zip(values, top_k)]
+                         for v, k in zip(values, top_k, strict=True)]
         table.add_row(model, *measured_cells)
         rows_md.append(md_cells)
 
