@@ -1,0 +1,433 @@
+"""GOT-10k reader (native layout) and the `got10k-occlusion` invariance probe.
+
+Layout of a split folder (what `list.txt` sits in)::
+
+    list.txt                      one sequence folder name a line
+    GOT-10k_Train_000001/
+        00000001.jpg ...          frames, 1-based 8-digit names
+        groundtruth.txt           one `x,y,w,h` line per frame
+        absence.label             one 0/1 a line (1: target absent)
+        cover.label               one 0..8 a line (visible fraction of the target, in eighths)
+        cut_by_image.label        one 0/1 a line (1: box extends past the image border)
+        meta_info.ini             `[METAINFO]` then `key: value` lines (object_class, ...)
+
+The probe reproduces the authors' released code (extract_GOT10k_features.py): one
+random frame per distinct cover level, numpy seed 1992, sequences whose cover levels
+span fewer than 4 are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ssl_core import Dataset, ImageRecord, InvarianceProbe, Params, ProbeItem, ProbeSet, hookimpl
+from ssl_core.errors import ComponentError, DataError
+
+SPLITS = ("train", "val")
+_BOX_SEP = re.compile(r"[,\s]+")
+_RESOLUTION = re.compile(r"(\d+)\D+(\d+)")
+
+
+# -- parsing one sequence ---------------------------------------------------------------
+
+
+def parse_meta_info(text: str) -> dict[str, str]:
+    """`key: value` pairs of a meta_info.ini, tolerant of what configparser rejects.
+
+    The first `[...]` header is skipped, lines without a colon are ignored, a value may
+    itself contain colons (urls), and the first occurrence of a key wins.
+    """
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip().lstrip("\ufeff")
+        if not line or (line.startswith("[") and line.endswith("]")) or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip().lower(), value.strip())
+    return info
+
+
+def parse_resolution(value: str | None) -> tuple[int, int] | None:
+    """`(1280, 720)` -> (1280, 720); None when absent or unparsable."""
+    if not value:
+        return None
+    m = _RESOLUTION.search(value)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def parse_boxes(path: Path) -> np.ndarray:
+    """groundtruth.txt -> float array (frames x 4) of x, y, w, h; blank lines become NaN."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"missing GOT-10k annotation file {path}",
+                        "every sequence folder needs groundtruth.txt; re-extract the sequence "
+                        "or use bad_sequences: skip") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if all(line.count(",") == 3 for line in lines):  # the real files: C-parsed fast path
+        values = _fast_floats(",".join(lines), ",")
+        if values is not None and len(values) == 4 * len(lines):
+            return values.reshape(-1, 4)
+    boxes = np.full((len(lines), 4), np.nan, dtype=np.float64)
+    for i, line in enumerate(lines):
+        line = line.strip()
+        if not line:
+            continue
+        parts = [p for p in _BOX_SEP.split(line) if p]
+        try:
+            if len(parts) != 4:
+                raise ValueError
+            boxes[i] = [float(p) for p in parts]
+        except ValueError:
+            raise DataError(f"{path}, line {i + 1}: expected 'x,y,w,h', got {line!r}",
+                            "groundtruth.txt holds one comma-separated x,y,w,h box per frame"
+                            ) from None
+    return boxes
+
+
+def parse_labels(path: Path, frames: int) -> np.ndarray | None:
+    """One integer a line (absence/cover/cut_by_image); None when the file is absent."""
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    fast = _fast_floats(" ".join(lines), " ")
+    if fast is not None and len(fast) == len(lines):
+        values = fast.astype(np.int64)
+    else:
+        bad = next((i for i, v in enumerate(lines) if not _is_number(v)), 0)
+        raise DataError(f"{path}, line {bad + 1}: expected one integer, got {lines[bad]!r}",
+                        "label files hold one integer per frame")
+    if len(values) != frames:
+        raise DataError(
+            f"{path} has {len(values)} lines but groundtruth.txt has {frames} frames",
+            "label files need one line per frame; re-extract the sequence "
+            "or use bad_sequences: skip",
+        )
+    return values
+
+
+def _fast_floats(text: str, sep: str) -> np.ndarray | None:
+    """numpy's C text parser; None when the text is not all numbers (callers then look
+    line by line for the culprit)."""
+    if not text.strip():
+        return np.zeros(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # "could not be read to its end"
+        try:
+            return np.fromstring(text, dtype=np.float64, sep=sep)
+        except (ValueError, DeprecationWarning):
+            return None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Got10kSequence:
+    """The annotations of one sequence; frames are 0-based (file = frame + 1)."""
+
+    name: str
+    folder: Path
+    object_class: str  # spaces already replaced by underscores, as the authors did
+    boxes: np.ndarray  # frames x 4: x, y, w, h
+    cover: np.ndarray | None
+    absence: np.ndarray | None
+    cut_by_image: np.ndarray | None
+    info: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # per-frame values computed once: records() builds ~1.4M of them on the real split
+        x, y, w, h = self.boxes.T
+        valid = np.isfinite(self.boxes).all(axis=1) & (w > 0) & (h > 0)
+        xyxy = np.stack([x, y, x + w, y + h], axis=1)
+        self._boxes: list[tuple[float, float, float, float] | None] = [
+            tuple(b) if ok else None for b, ok in zip(xyxy.tolist(), valid.tolist(), strict=True)
+        ]
+        absent = ~valid if self.absence is None else (~valid | (self.absence == 1))
+        self._absent: list[bool] = absent.tolist()
+        self._cover: list[int | None] = (
+            [None] * len(valid) if self.cover is None else self.cover.tolist())
+        self._cut: list[bool | None] = (
+            [None] * len(valid) if self.cut_by_image is None
+            else (self.cut_by_image != 0).tolist())
+        self.image_size: tuple[int, int] | None = parse_resolution(self.info.get("resolution"))
+        """(width, height) from meta_info.ini's `resolution`, when it has one."""
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.boxes)
+
+    def frame_path(self, frame: int) -> Path:
+        return Path(f"{self.folder}/{frame + 1:08d}.jpg")
+
+    def box(self, frame: int) -> tuple[float, float, float, float] | None:
+        """(x1, y1, x2, y2), or None when the box is NaN or has no area."""
+        return self._boxes[frame]
+
+    def record(self, frame: int) -> ImageRecord:
+        meta: dict[str, Any] = {
+            "frame": frame,
+            "cover": self._cover[frame],
+            "absent": self._absent[frame],
+            "cut_by_image": self._cut[frame],
+            "image_size": self.image_size,
+        }
+        return ImageRecord(path=self.frame_path(frame), label=self.object_class,
+                           group=self.name, box=self._boxes[frame], meta=meta)
+
+
+def read_sequence(folder: Path) -> Got10kSequence:
+    """Read one sequence's annotation files (never its frames)."""
+    meta_file = folder / "meta_info.ini"
+    try:
+        info = parse_meta_info(meta_file.read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        raise DataError(f"missing GOT-10k annotation file {meta_file}",
+                        "every sequence folder needs meta_info.ini; re-extract the sequence "
+                        "or use bad_sequences: skip") from None
+    object_class = info.get("object_class", "")
+    if not object_class:
+        raise DataError(f"{meta_file}: no 'object_class: ...' line",
+                        "meta_info.ini must name the object class, e.g. 'object_class: dog'")
+    boxes = parse_boxes(folder / "groundtruth.txt")
+    n = len(boxes)
+    return Got10kSequence(
+        name=folder.name,
+        folder=folder,
+        object_class=object_class.replace(" ", "_"),
+        boxes=boxes,
+        cover=parse_labels(folder / "cover.label", n),
+        absence=parse_labels(folder / "absence.label", n),
+        cut_by_image=parse_labels(folder / "cut_by_image.label", n),
+        info=info,
+    )
+
+
+# -- the dataset ----------------------------------------------------------------------------
+
+
+def find_split_dir(root: Path, split: str) -> Path:
+    """The folder holding list.txt: root itself, root/<split>, or root/GOT-10k/<split>."""
+    root = Path(root).expanduser()
+    candidates = [root, root / split, root / "GOT-10k" / split]
+    for cand in candidates:
+        if (cand / "list.txt").is_file():
+            return cand
+    if not root.exists():
+        raise DataError(f"GOT-10k root {root} does not exist",
+                        "set root to the GOT-10k 'train' folder (the one holding list.txt), "
+                        "the GOT-10k folder, or a data root holding GOT-10k/train")
+    raise DataError(
+        f"GOT-10k list file not found: looked for {', '.join(str(c / 'list.txt') for c in candidates)}",
+        "set root to the GOT-10k split folder that holds list.txt and the "
+        "GOT-10k_Train_* sequence folders",
+    )
+
+
+class Got10kParams(Params):
+    root: Path
+    split: Literal["train", "val"] = "train"
+    bad_sequences: Literal["error", "skip"] = "error"
+
+
+class Got10kDataset(Dataset):
+    """GOT-10k train/val split read in place: one record per frame, grouped by sequence."""
+
+    subsets: ClassVar[tuple[str, ...]] = ("all",)
+
+    def __init__(self, root: Path, split: str = "train", bad_sequences: str = "error") -> None:
+        if split not in SPLITS:
+            raise ComponentError(f"got10k: unknown split {split!r}",
+                                 f"use one of {', '.join(SPLITS)}")
+        self.given_root = Path(root)
+        self.split = split
+        self.bad_sequences = bad_sequences
+        self._split_dir: Path | None = None
+        #: sequence name -> why it was skipped (bad_sequences: skip)
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def root(self) -> Path:  # type: ignore[override]
+        if self._split_dir is None:
+            self._split_dir = find_split_dir(self.given_root, self.split)
+        return self._split_dir
+
+    def sequence_names(self) -> list[str]:
+        """list.txt in file order; the order the probe's random draws follow."""
+        list_file = self.root / "list.txt"
+        names = [ln.strip() for ln in list_file.read_text(encoding="utf-8").splitlines()]
+        names = [n for n in names if n]
+        if not names:
+            raise DataError(f"{list_file} lists no sequences",
+                            "list.txt holds one sequence folder name a line")
+        return names
+
+    def prepare(self, progress: Any | None = None) -> None:
+        """Check list.txt and that every listed folder exists; parse the first sequence."""
+        names = self.sequence_names()
+        missing = [n for n in names if not (self.root / n).is_dir()]
+        if missing and self.bad_sequences == "error":
+            raise DataError(
+                f"{len(missing)} sequence folder(s) listed in {self.root / 'list.txt'} are "
+                f"missing, e.g. {self.root / missing[0]}",
+                "finish extracting the split, or set bad_sequences: skip to leave them out",
+            )
+        present = [n for n in names if n not in set(missing)]
+        if present:
+            read_sequence(self.root / present[0])
+
+    def iter_sequences(self) -> Iterator[Got10kSequence]:
+        """Each listed sequence in list.txt order, read lazily (no image is opened)."""
+        self.skipped = {}
+        for name in self.sequence_names():
+            folder = self.root / name
+            try:
+                if not folder.is_dir():
+                    raise DataError(
+                        f"sequence folder {folder} (listed in {self.root / 'list.txt'}) is missing",
+                        "finish extracting the split, or set bad_sequences: skip",
+                    )
+                seq = read_sequence(folder)
+            except DataError as exc:
+                if self.bad_sequences == "error":
+                    raise
+                self.skipped[name] = exc.message
+                continue
+            yield seq
+
+    def records(self, subset: str | None = None) -> list[ImageRecord]:
+        if subset not in (None, "all"):
+            raise ComponentError(f"got10k has no subset {subset!r}", "use 'all' (or leave it out)")
+        return [seq.record(i) for seq in self.iter_sequences() for i in range(seq.num_frames)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "got10k", "root": str(self.given_root), "split": self.split,
+                "bad_sequences": self.bad_sequences, "skipped_sequences": len(self.skipped)}
+
+
+# -- the occlusion probe ------------------------------------------------------------------
+
+
+def box_visible(box: tuple[float, float, float, float], size: tuple[int, int] | None) -> bool:
+    """Whether the box keeps at least one pixel once clipped to an image of size (w, h)."""
+    if size is None:
+        return True
+    w, h = size
+    x1, y1, x2, y2 = box
+    cx1, cx2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
+    cy1, cy2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+    return round(cx2) - round(cx1) >= 1 and round(cy2) - round(cy1) >= 1
+
+
+class OcclusionParams(Params):
+    image_size: int = 128
+    seed: int = 1992
+    min_cover_span: int = 4
+
+
+class Got10kOcclusionProbe(InvarianceProbe):
+    """Occlusion trajectories: one frame per cover level of each GOT-10k sequence.
+
+    Exactly the authors' procedure (extract_GOT10k_features.py), in this order:
+
+    1. one ``RandomState(seed)`` (seed 1992), equivalent to their single
+       ``np.random.seed(1992)`` before the loop;
+    2. sequences in list.txt order; a sequence without cover.label (their code fills
+       -1) or whose distinct cover levels span less than ``min_cover_span``
+       (max - min < 4) is dropped *before* any draw;
+    3. for each distinct cover level in ascending order (``np.unique``), one
+       ``choice`` among the 0-based indices of that level's frames, absent frames
+       included, as the authors did.
+
+    A drawn frame whose box cannot be cropped (NaN, zero size, or nothing left once
+    clipped to the image) is dropped after the draw, so the random stream and every
+    other choice stay the authors'. Trajectory = sequence name, class = object_class
+    with spaces replaced by underscores. Counts of what was dropped are in `stats`.
+    """
+
+    dataset_type: ClassVar[str] = "got10k"
+    invariance: ClassVar[str] = "occlusion"
+
+    def __init__(self, params: OcclusionParams | None = None) -> None:
+        self.params = params or OcclusionParams()
+        self.stats: dict[str, int] = {}
+
+    def build(self, dataset: Dataset) -> ProbeSet:
+        if not isinstance(dataset, Got10kDataset):
+            raise ComponentError(
+                f"probe got10k-occlusion needs a got10k dataset, got {type(dataset).__name__}",
+                "give the probe a dataset of type got10k",
+            )
+        p = self.params
+        rng = np.random.RandomState(p.seed)
+        stats: Counter[str] = Counter()
+        items: list[ProbeItem] = []
+        for seq in dataset.iter_sequences():
+            stats["sequences"] += 1
+            if seq.cover is None:
+                stats["skipped_no_cover_label"] += 1
+                continue
+            levels = np.unique(seq.cover)
+            if len(levels) == 0 or levels.max() - levels.min() < p.min_cover_span:
+                stats["skipped_cover_span"] += 1
+                continue
+            stats["kept_sequences"] += 1
+            size = seq.image_size
+            for level in levels:
+                frame = int(rng.choice(np.where(seq.cover == level)[0]))
+                box = seq.box(frame)
+                if box is None or not box_visible(box, size):
+                    stats["dropped_frames_without_box"] += 1
+                    continue
+                items.append(ProbeItem(seq.record(frame), trajectory=seq.name,
+                                       label=seq.object_class))
+        stats["skipped_bad_sequences"] = len(dataset.skipped)
+        self.stats = dict(stats)
+        if not items:
+            raise DataError(
+                f"got10k-occlusion: no sequence in {dataset.root} has cover levels spanning "
+                f"{p.min_cover_span} or more ({stats['sequences']} read, "
+                f"{stats['skipped_no_cover_label']} without cover.label)",
+                "check that the sequences have cover.label files",
+            )
+        return ProbeSet(probe="got10k-occlusion", items=items,
+                        image_size=(p.image_size, p.image_size))
+
+
+# -- registration ----------------------------------------------------------------------------
+
+
+def build_dataset(params: Got10kParams) -> Got10kDataset:
+    return Got10kDataset(params.root, params.split, params.bad_sequences)
+
+
+def build_occlusion_probe(params: OcclusionParams) -> Got10kOcclusionProbe:
+    return Got10kOcclusionProbe(params)
+
+
+@hookimpl
+def register_datasets(register: Any) -> None:
+    register("got10k", build_dataset, params=Got10kParams,
+             summary="GOT-10k tracking sequences in their native layout (one record per frame)")
+
+
+@hookimpl
+def register_invariance_probes(register: Any) -> None:
+    register("got10k-occlusion", build_occlusion_probe, params=OcclusionParams,
+             summary="occlusion: one GOT-10k frame per cover level (authors' seed-1992 draw)")
