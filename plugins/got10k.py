@@ -324,17 +324,6 @@ class Got10kDataset(Dataset):
 # -- the occlusion probe ------------------------------------------------------------------
 
 
-def box_visible(box: tuple[float, float, float, float], size: tuple[int, int] | None) -> bool:
-    """Whether the box keeps at least one pixel once clipped to an image of size (w, h)."""
-    if size is None:
-        return True
-    w, h = size
-    x1, y1, x2, y2 = box
-    cx1, cx2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
-    cy1, cy2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
-    return round(cx2) - round(cx1) >= 1 and round(cy2) - round(cy1) >= 1
-
-
 class OcclusionParams(Params):
     image_size: int = 128
     seed: int = 1992
@@ -355,9 +344,9 @@ class Got10kOcclusionProbe(InvarianceProbe):
        ``choice`` among the 0-based indices of that level's frames, absent frames
        included, as the authors did.
 
-    A drawn frame whose box cannot be cropped (NaN, zero size, or nothing left once
-    clipped to the image) is dropped after the draw, so the random stream and every
-    other choice stay the authors'. Trajectory = sequence name, class = object_class
+    A drawn frame whose box cannot be cropped (NaN or zero size) is dropped after the
+    draw, so the random stream and every other choice stay the authors'. A box that
+    leaves the frame is kept: like the authors' crop, its outside part is black. Trajectory = sequence name, class = object_class
     with spaces replaced by underscores. Counts of what was dropped are in `stats`.
     """
 
@@ -388,11 +377,10 @@ class Got10kOcclusionProbe(InvarianceProbe):
                 stats["skipped_cover_span"] += 1
                 continue
             stats["kept_sequences"] += 1
-            size = seq.image_size
             for level in levels:
                 frame = int(rng.choice(np.where(seq.cover == level)[0]))
                 box = seq.box(frame)
-                if box is None or not box_visible(box, size):
+                if box is None:
                     stats["dropped_frames_without_box"] += 1
                     continue
                 items.append(ProbeItem(seq.record(frame), trajectory=seq.name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -52,19 +53,21 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
 
 
 def crop_box(img: Image.Image, box: Sequence[float] | None, path: Any = "") -> Image.Image:
-    """Crop an (x1, y1, x2, y2) pixel box clipped to the image; None keeps the whole image."""
+    """Crop an (x1, y1, x2, y2) pixel box; None keeps the whole image.
+
+    As the authors' `transforms.functional.crop` on PIL images: coordinates are rounded and
+    the part of a box outside the image is filled with black rather than clipped away, so
+    boxes that leave the frame give the same crops (and features) as their released code.
+    """
     if box is None:
         return img
     x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = img.size
-    cx1, cy1 = min(max(x1, 0.0), w), min(max(y1, 0.0), h)
-    cx2, cy2 = min(max(x2, 0.0), w), min(max(y2, 0.0), h)
-    if round(cx2) - round(cx1) < 1 or round(cy2) - round(cy1) < 1:
+    if not all(map(math.isfinite, (x1, y1, x2, y2))) or round(x2) - round(x1) < 1 or round(y2) - round(y1) < 1:
         raise DataError(
-            f"box {tuple(box)} of image {path} is empty once clipped to the image ({w}x{h})",
+            f"box {tuple(box)} of image {path} is empty or not finite",
             "fix the annotation, or let the probe skip such boxes",
         )
-    return img.crop((cx1, cy1, cx2, cy2))
+    return img.crop((x1, y1, x2, y2))
 
 
 def build_transform(image_size: tuple[int, int], mean: Sequence[float] = IMAGENET_MEAN,

@@ -111,32 +111,34 @@ def test_preprocessing_is_resize_totensor_normalize(tmp_path: Path) -> None:
     np.testing.assert_allclose(x.permute(1, 2, 0).numpy(), ref, atol=1e-5)
 
 
-def test_box_is_cropped_and_clipped(tmp_path: Path) -> None:
+def test_box_is_cropped_and_padded_like_the_authors(tmp_path: Path) -> None:
     # left half red, right half green
     arr = np.zeros((20, 40, 3), dtype=np.uint8)
     arr[:, :20, 0] = 255
     arr[:, 20:, 1] = 255
     p = tmp_path / "halves.png"
     Image.fromarray(arr).save(p)
-    ps = _probe_set([p, p, p], boxes=[None, (0.0, 0.0, 20.0, 20.0), (20.0, -5.0, 60.0, 30.0)],
-                    size=(8, 8))
+    ps = _probe_set([p, p, p], boxes=[None, (0.0, 0.0, 20.0, 20.0), (20.0, 0.0, 60.0, 20.0)],
+                    size=(8, 16))
     images = ProbeImages(ps)
     whole, left, right = images[0], images[1], images[2]
     mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     left_rgb, right_rgb = left * std + mean, right * std + mean
-    assert torch.allclose(left_rgb[0], torch.ones(8, 8), atol=1e-5)
-    assert torch.allclose(left_rgb[1], torch.zeros(8, 8), atol=1e-5)
-    # box beyond the image is clipped to x 20..40: pure green
-    assert torch.allclose(right_rgb[1], torch.ones(8, 8), atol=1e-5)
-    assert torch.allclose(right_rgb[0], torch.zeros(8, 8), atol=1e-5)
+    assert torch.allclose(left_rgb[0], torch.ones(8, 16), atol=1e-5)
+    assert torch.allclose(left_rgb[1], torch.zeros(8, 16), atol=1e-5)
+    # a box reaching past the right edge (x 20..60 of a 40-wide image) is not clipped: as
+    # torchvision's crop on PIL images, its outside half is black
+    assert torch.allclose(right_rgb[1, :, :7], torch.ones(8, 7), atol=1e-5)
+    assert torch.allclose(right_rgb[:, :, 9:], torch.zeros(3, 8, 7), atol=1e-5)
+    assert torch.allclose(right_rgb[0], torch.zeros(8, 16), atol=1e-5)
     assert not torch.allclose(whole, left)
 
 
 def test_empty_box_is_data_error(tmp_path: Path) -> None:
     p = _write_images(tmp_path, 1)[0]
-    ps = _probe_set([p], boxes=[(100.0, 100.0, 120.0, 120.0)])
-    with pytest.raises(DataError, match="empty once clipped"):
+    ps = _probe_set([p], boxes=[(10.0, 10.0, 10.2, 30.0)])
+    with pytest.raises(DataError, match="empty or not finite"):
         ProbeImages(ps)[0]
 
 
