@@ -395,7 +395,7 @@ class Got10kOcclusionProbe(InvarianceProbe):
                 "check that the sequences have cover.label files",
             )
         return ProbeSet(probe="got10k-occlusion", items=items,
-                        image_size=(p.image_size, p.image_size))
+                        image_size=(p.image_size, p.image_size), stats=self.stats)
 
 
 # -- registration ----------------------------------------------------------------------------

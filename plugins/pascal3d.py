@@ -422,7 +422,7 @@ class _Pascal3DProbe(InvarianceProbe):
             raise DataError(f"{self.name}: no object with a viewpoint in {dataset.root}",
                             "check the dataset root, classes and subsets")
         size = self.params.image_size
-        return ProbeSet(probe=self.name, items=items, image_size=(size, size))
+        return ProbeSet(probe=self.name, items=items, image_size=(size, size), stats=self.stats)
 
 
 class ViewpointInstanceProbe(_Pascal3DProbe):

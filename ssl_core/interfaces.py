@@ -113,6 +113,9 @@ class ProbeSet:
     probe: str
     items: Sequence[ProbeItem]
     image_size: tuple[int, int]  # (height, width) the crops are resized to
+    #: what the probe read, kept and skipped (sequences without labels, objects without
+    #: viewpoint, ...), so a report can say how much of a dataset a score rests on
+    stats: dict[str, int] = field(default_factory=dict)
 
     def trajectories(self) -> list[str]:
         return [it.trajectory for it in self.items]

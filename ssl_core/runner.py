@@ -190,7 +190,8 @@ class Runner:
         ris = representation_invariance_score(feats, probe_set.trajectories(), probe_set.labels(),
                                               top_k=tuple(settings.top_k))
         result = {"stage": "probe", "model": model_name, "probe": probe_name, "type": cfg["type"],
-                  "invariance": probe.invariance, "fingerprint": fp, **ris.as_dict()}
+                  "invariance": probe.invariance, "fingerprint": fp, **ris.as_dict(),
+                  "probe_stats": probe_set.stats}
         write_json(out, result)
         return result
 

@@ -237,7 +237,8 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
         row: dict[str, Any] = {"probe": name, "invariance": getattr(p, "invariance", ""),
                                "dataset": p.dataset_type, "data_root": str(root),
                                "feature_dim": int(feat.shape[1]), "cache": cached,
-                               **_score(feat, trajectories, labels, top_k)}
+                               **_score(feat, trajectories, labels, top_k),
+                               "probe_stats": probe_set.stats}
         if save_features is not None:
             from ssl_core.interop import save_alldata
 

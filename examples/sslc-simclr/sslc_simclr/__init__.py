@@ -1,0 +1,144 @@
+"""sslc plugin adding SimCLR's NT-Xent objective as ``simclr-ntxent``.
+
+SimCLR (Chen et al., 2020) needs no queue and no momentum encoder: both views of
+every image go through the same encoder and a small MLP head, and for each of the
+2N embeddings the other view of the same image is the positive while the remaining
+2N - 2 are negatives. Copy this file to start your own objective plugin: a params
+model, a ContrastiveObjective subclass, and one hook that registers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from ssl_core import ContrastiveObjective, Encoder, ObjectiveOutput, Params, hookimpl
+from ssl_core.errors import ComponentError
+from ssl_core.hookspecs import Register
+from torch import Tensor, nn
+
+__all__ = ["SimCLRNTXent", "SimCLRParams", "nt_xent", "register_objectives"]
+
+
+class SimCLRParams(Params):
+    """What a recipe may set under `objective: {type: simclr-ntxent, ...}`.
+
+    Subclassing `Params` makes a misspelt key (``temprature``) an error instead of a
+    silently ignored setting.
+    """
+
+    # SimCLR's paper sweeps 0.1-0.5 (0.1 is best at its large batches; 0.2-0.5 are
+    # common at small ones). Below ~0.05 the softmax saturates and training is unstable.
+    temperature: float = Field(0.1, gt=0, description="softmax temperature of NT-Xent")
+    hidden_dim: int | None = Field(
+        None, gt=0, description="width of the head's hidden layer; None = encoder feature_dim"
+    )
+    out_dim: int = Field(128, gt=0, description="size of the embedding the loss compares")
+    batch_norm: bool = Field(False, description="BatchNorm after the hidden layer (SimCLR v2)")
+
+
+def nt_xent(query: Tensor, key: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """NT-Xent over 2N embeddings; row i of `query` and row i of `key` are positives.
+
+    Returns (mean loss over the 2N rows, top-1 accuracy of finding the positive among
+    the 2N - 1 other embeddings). Under torch.distributed the embeddings of every rank
+    are candidates, as in SimCLR, and the loss covers this rank's rows.
+    """
+    n = query.shape[0]
+    local = F.normalize(torch.cat([query, key]), dim=1)  # cosine similarity = dot product
+    q_all, k_all, rank = _gather(local[:n]), _gather(local[n:]), _rank()
+    candidates = torch.cat([q_all, k_all])
+    total = q_all.shape[0]  # N over all ranks
+
+    logits = local @ candidates.T / temperature  # (2n, 2*total)
+    rows = torch.arange(n, device=query.device) + rank * n
+    own = torch.cat([rows, rows + total])  # where each local row sits among the candidates
+    positive = torch.cat([rows + total, rows])  # ... and where its other view sits
+    # An embedding is trivially most similar to itself: drop it from its own softmax.
+    self_mask = F.one_hot(own, candidates.shape[0]).bool()
+    logits = logits.masked_fill(self_mask, float("-inf"))
+
+    loss = F.cross_entropy(logits, positive)
+    acc1 = (logits.argmax(dim=1) == positive).float().mean()
+    return loss, acc1
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if _distributed() else 0
+
+
+def _gather(x: Tensor) -> Tensor:
+    """All ranks' rows, keeping gradients (plain all_gather would cut them off)."""
+    if not _distributed() or torch.distributed.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x))
+
+
+class SimCLRNTXent(ContrastiveObjective):
+    """Encoder + projection head trained with NT-Xent on in-batch negatives."""
+
+    def __init__(self, params: SimCLRParams) -> None:
+        super().__init__()
+        self.params = params
+        # Built in bind(): the head's input size depends on the encoder.
+        self.trunk: Encoder | None = None
+        self.head: nn.Sequential | None = None
+
+    def bind(self, encoder: Encoder) -> None:
+        p = self.params
+        hidden = p.hidden_dim or encoder.feature_dim
+        layers: list[nn.Module] = [nn.Linear(encoder.feature_dim, hidden, bias=not p.batch_norm)]
+        if p.batch_norm:
+            layers.append(nn.BatchNorm1d(hidden))
+        layers += [nn.ReLU(inplace=True), nn.Linear(hidden, p.out_dim)]
+        # Both are submodules, so the trainer's optimizer and checkpoints include them.
+        self.trunk = encoder
+        self.head = nn.Sequential(*layers)
+
+    @property
+    def encoder(self) -> Encoder:
+        # Probes and evaluators use the trunk only: the head is thrown away after
+        # training, as in SimCLR.
+        if self.trunk is None:
+            raise ComponentError(
+                "simclr-ntxent: encoder used before bind(encoder)",
+                "call objective.bind(encoder) first",
+            )
+        return self.trunk
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if batch_size < 2:
+            raise ComponentError(
+                f"simclr-ntxent needs batch_size >= 2 (got {batch_size}): its negatives "
+                "are the other images of the batch",
+                "raise batch_size (SimCLR works best with hundreds or more)",
+            )
+
+    def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput:
+        encoder, head = self.encoder, self.head
+        assert head is not None  # set together with the trunk in bind()
+        n = batch["query"].shape[0]
+        # One pass over both views, so BatchNorm statistics see all 2N images.
+        z = head(encoder(torch.cat([batch["query"], batch["key"]])))
+        loss, acc1 = nt_xent(z[:n], z[n:], self.params.temperature)
+        return ObjectiveOutput(loss, {"loss": loss.item(), "acc1": acc1.item()})
+
+
+@hookimpl
+def register_objectives(register: Register) -> None:
+    # sslc validates the recipe's keys with SimCLRParams, then calls the factory
+    # with the validated model: SimCLRNTXent(params).
+    register(
+        "simclr-ntxent",
+        SimCLRNTXent,
+        params=SimCLRParams,
+        summary="SimCLR NT-Xent: in-batch negatives, MLP projection head, no queue",
+    )
