@@ -42,7 +42,8 @@ def plugin(session: nox.Session, plugin: str) -> None:
 def example(session: nox.Session) -> None:
     """Install the third-party example plugin and use it from a recipe."""
     session.install("--no-deps", "-e", "examples/sslc-simclr")
-    session.run("python", "-m", "pytest", "-q", "examples/sslc-simclr/tests")
+    session.run("python", "-m", "pytest", "-q", "examples/sslc-simclr/tests",
+                env={"SSLC_STRICT_PLUGINS": "1"})
     session.run("python", "-m", "ssl_core.cli", "plugins")
     session.run("python", "-m", "ssl_core.cli", "run", "examples/sslc-simclr/recipe.yaml",
                 "--run-dir", f"{session.create_tmp()}/simclr-run", "--quiet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ssl_core.plugins import get_registry
@@ -30,3 +31,49 @@ def write_images(folder: Path, classes: dict[str, int], size: int = 24) -> Path:
             arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
             Image.fromarray(arr).save(folder / cls / f"{cls}_{i}.png")
     return folder
+
+
+def oracle_ris(feat, trajectories, classes=None, top_k=(10, 25)):
+    """Deliberately plain: python loops over trajectories and neurons, full sorts."""
+    feat = np.asarray(feat, dtype=np.float64)
+    trajectories = list(trajectories)
+    classes = list(trajectories if classes is None else classes)
+    n, d = feat.shape
+    class_list = sorted(set(classes), key=repr)
+    c = len(class_list)
+    p = min((1 - 1 / c) * 100, 95)  # step 1
+    idx = int((n * p) // 100)  # step 2
+    t_pos, t_neg, g = [], [], []
+    for i in range(d):
+        col = [float(v) for v in feat[:, i]]
+        asc = sorted(col)
+        t_pos.append(asc[idx])  # step 3
+        g.append(sum(1 for v in col if v >= asc[idx]) / n)
+        desc = sorted(col, reverse=True)
+        t_neg.append(desc[idx])  # step 4
+    local = {cl: [0.0] * d for cl in class_list}
+    count = {cl: [0] * d for cl in class_list}
+    seen = []
+    for t in trajectories:
+        if t not in seen:
+            seen.append(t)
+    for t in seen:  # step 5
+        rows = [r for r in range(n) if trajectories[r] == t]
+        if len(rows) < 3:
+            continue
+        cl = classes[rows[0]]
+        for i in range(d):
+            a_pos = sum(1 for r in rows if feat[r, i] > t_pos[i])
+            a_neg = sum(1 for r in rows if feat[r, i] < t_neg[i])
+            a = max(a_pos, a_neg)
+            if a > 0:
+                local[cl][i] += a / len(rows)
+                count[cl][i] += 1
+    out = {}
+    for k in top_k:
+        per_class = []
+        for cl in class_list:
+            score = [local[cl][i] / (count[cl][i] + 1e-20) / g[i] for i in range(d)]  # 6-7
+            per_class.append(sum(sorted(score, reverse=True)[:k]) / k)
+        out[k] = sum(per_class) / c * (100 - p)  # step 8
+    return out
