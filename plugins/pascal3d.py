@@ -310,6 +310,7 @@ class Pascal3DDataset(Dataset):
                         "object_class": obj.cls,
                         "subset": subset,
                         "image_size": ann.image_size,
+                        "annotation": str(mat_path),
                     },
                 )
 
@@ -379,6 +380,7 @@ class _Pascal3DProbe(InvarianceProbe):
     def __init__(self, params: Pascal3DProbeParams | None = None) -> None:
         self.params = params or Pascal3DProbeParams()
         self.stats: dict[str, int] = {}
+        self.first_without_viewpoint: str | None = None
 
     def usable(self, dataset: Dataset, stats: Counter[str]) -> list[ImageRecord]:
         """The records the authors used, in dataset order: first object of each image
@@ -400,6 +402,7 @@ class _Pascal3DProbe(InvarianceProbe):
                 seen.add(key)
             if rec.meta["azimuth_coarse"] is None:
                 stats["skipped_without_viewpoint"] += 1
+                self.first_without_viewpoint = self.first_without_viewpoint or rec.meta["annotation"]
                 continue
             if rec.box is None or not _box_visible(rec.box, rec.meta.get("image_size")):
                 stats["skipped_empty_box"] += 1
@@ -419,8 +422,13 @@ class _Pascal3DProbe(InvarianceProbe):
         stats["rows"] = len(items)
         self.stats = dict(stats)
         if not items:
-            raise DataError(f"{self.name}: no object with a viewpoint in {dataset.root}",
-                            "check the dataset root, classes and subsets")
+            example = (f"; e.g. {self.first_without_viewpoint} has no "
+                       "record.objects(k).viewpoint.azimuth_coarse/elevation_coarse"
+                       if self.first_without_viewpoint else "")
+            raise DataError(f"{self.name}: no object with a viewpoint in {dataset.root} "
+                            f"({stats['skipped_without_viewpoint']} objects without one{example})",
+                            "PASCAL3D+ release 1.1 annotations carry viewpoints; check the dataset "
+                            "root, classes and subsets")
         size = self.params.image_size
         return ProbeSet(probe=self.name, items=items, image_size=(size, size), stats=self.stats)
 

@@ -6,6 +6,7 @@ import re
 import sys
 
 import click
+from rich.markup import escape
 
 from ssl_core import __version__
 from ssl_core.cli.data import data
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="sslc", standalone_mode=False)
     except SslcError as exc:
-        console.print(f"[bold red]error:[/bold red] {user_message(exc)}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/bold red] {escape(user_message(exc))}", highlight=False,
+                      soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         console.print("aborted")

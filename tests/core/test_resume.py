@@ -87,6 +87,7 @@ def test_sigkill_mid_training_then_resume_gives_identical_weights(tmp_path: Path
         assert torch.equal(reference[key], resumed[key]), key
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_unchanged_stage_is_skipped(sslc, tmp_path: Path) -> None:
     recipe = make_recipe(tmp_path)
     args = ("run", str(recipe), "--stages", "train", "--set", "models.m.train.epochs=1")
