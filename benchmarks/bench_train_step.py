@@ -41,7 +41,7 @@ class BareMoCo(nn.Module):
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> torch.Tensor:
         q = F.normalize(self.encoder_q(im_q), dim=1)
         with torch.no_grad():
-            for pq, pk in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            for pq, pk in zip(self.encoder_q.parameters(), self.encoder_k.parameters(), strict=True):
                 pk.mul_(self.m).add_(pq.detach(), alpha=1 - self.m)
             k = F.normalize(self.encoder_k(im_k), dim=1)
         logits = torch.cat([(q * k).sum(1, keepdim=True), q @ self.queue.clone().detach()], 1) / self.t

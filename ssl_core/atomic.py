@@ -31,7 +31,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def _write(path: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], None]) -> None:
+def _write(path: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], object]) -> None:
     with atomic_path(path) as tmp, open(tmp, mode) as fh:
         writer(fh)
 
@@ -41,7 +41,7 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    _write(path, "w", lambda fh: (json.dump(obj, fh, indent=2, sort_keys=False, default=str), fh.write("\n")))
+    _write(path, "w", lambda fh: fh.write(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
 def torch_save(path: str | os.PathLike[str], obj: Any) -> None:

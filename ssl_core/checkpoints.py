@@ -273,15 +273,15 @@ def parse_checkpoint(obj: Any, path: Path, format: str = "auto",
         trunk, ignored = _strip(state, prefix)
         return _Parsed("moco", trunk, prefix, ignored, arch)
 
-    prefix = _trunk_prefix(keys)
-    if prefix is None:
+    trunk_prefix = _trunk_prefix(keys)
+    if trunk_prefix is None:
         sample = ", ".join(sorted(keys)[:6])
         raise _unknown(path, obj, f"no ResNet trunk keys (conv1.weight with layer1.0.conv1.weight "
                                   f"under one prefix) among {len(keys)} tensors such as {sample}")
     if format == "auto":
-        format = "torchvision" if prefix == "" and "fc.weight" in keys else "plain"
-    trunk, ignored = _strip(state, prefix)
-    return _Parsed(format, trunk, prefix, ignored, arch)
+        format = "torchvision" if trunk_prefix == "" and "fc.weight" in keys else "plain"
+    trunk, ignored = _strip(state, trunk_prefix)
+    return _Parsed(format, trunk, trunk_prefix, ignored, arch)
 
 
 def _align(trunk: dict[str, torch.Tensor], encoder_keys: set[str]) -> dict[str, torch.Tensor]:

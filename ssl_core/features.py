@@ -169,7 +169,7 @@ def extract_features(
                         raise DataError(msg, hint or None)
                 out = encoder(batch.to(dev, non_blocking=True))
                 chunks.append(out.flatten(1).float().cpu().numpy())
-                if prog is not None:
+                if prog is not None and task is not None:
                     prog.advance(task, len(batch))
     finally:
         encoder.train(was_training)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ssl_core.atomic import torch_save
-from ssl_core.errors import CheckpointError, DataError
+from ssl_core.errors import CheckpointError, DataError, SslcError
 
 __all__ = ["AllData", "load_alldata", "save_alldata"]
 
@@ -182,7 +182,7 @@ def _as_list(value: Any) -> list[Any]:
     return list(value)
 
 
-def _check_len(got: int, n: int, key: str, where: Path, err: type[Exception]) -> None:
+def _check_len(got: int, n: int, key: str, where: Path, err: type[SslcError]) -> None:
     if got != n:
         raise err(
             f"{where}: '{key}' has {got} entries but 'feat' has {n} rows",
@@ -254,7 +254,7 @@ def _ids_loaded(value: Any, n: int, key: str, where: Path) -> np.ndarray | list:
     return values
 
 
-def _boxes_array(value: Any, n: int, where: Path, err: type[Exception]) -> np.ndarray:
+def _boxes_array(value: Any, n: int, where: Path, err: type[SslcError]) -> np.ndarray:
     if isinstance(value, list | tuple):  # rows without a box may be None
         value = [[np.nan] * 4 if row is None else row for row in value]
     try:

@@ -205,9 +205,9 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
             check("pair-sampler", t.pair_sampler, "models", name, "train", "pair_sampler")
             check("objective", t.objective, "models", name, "train", "objective")
     for name, probe in recipe.probes.items():
-        ds = probe.get("dataset")
-        if ds is not None and ds not in recipe.datasets:
-            raise RecipeError(f"{describe_path(('probes', name, 'dataset'), lines)}: no dataset named {ds!r}",
+        probe_ds = probe.get("dataset")
+        if probe_ds is not None and probe_ds not in recipe.datasets:
+            raise RecipeError(f"{describe_path(('probes', name, 'dataset'), lines)}: no dataset named {probe_ds!r}",
                               f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
         check("invariance-probe", probe, "probes", name, drop=("dataset",))
     for name, ev in recipe.evaluations.items():

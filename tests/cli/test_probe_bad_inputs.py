@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from PIL import Image
-
 from helpers import require_plugins
+from PIL import Image
 
 
 def check(result, *needles: str) -> None:

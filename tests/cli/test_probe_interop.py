@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import oracle_ris, require_plugins
+
 from ssl_core.plugins import get_registry
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import require_plugins, write_images
 
 RECIPE = """\

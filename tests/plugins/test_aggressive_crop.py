@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
+
+from ssl_core import Dataset, ImageRecord
+from ssl_core.errors import ComponentError, DataError
+from ssl_core.registry import Registry, make_spec
 from sslc_plugins.aggressive_crop import (
     AggressiveCrop,
     AggressiveCropParams,
     blur_kernel_size,
     register_pair_samplers,
 )
-from torchvision.transforms import v2
-
-from ssl_core import Dataset, ImageRecord
-from ssl_core.errors import ComponentError, DataError
-from ssl_core.registry import Registry, make_spec
 
 
 class FolderDataset(Dataset):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sslc_plugins.aloi as aloi
-import sslc_plugins.synthworld as synthworld
 from PIL import Image
 
+import sslc_plugins.aloi as aloi
+import sslc_plugins.synthworld as synthworld
 from ssl_core.errors import DataError
 from ssl_core.plugins import PluginHost
 

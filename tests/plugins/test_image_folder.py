@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sslc_plugins.image_folder as image_folder
-import sslc_plugins.synthworld as synthworld
 from PIL import Image
 
+import sslc_plugins.image_folder as image_folder
+import sslc_plugins.synthworld as synthworld
 from ssl_core.errors import ComponentError, DataError
 from ssl_core.plugins import PluginHost
 

@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from sslc_plugins import moco_queue
-from sslc_plugins.moco_queue import MocoQueue, official_checkpoint, official_trunk_state_dict
-from sslc_plugins.resnet import build_encoder
 
 from ssl_core.errors import CheckpointError, ComponentError
 from ssl_core.registry import Registry, make_spec
+from sslc_plugins import moco_queue
+from sslc_plugins.moco_queue import MocoQueue, official_checkpoint, official_trunk_state_dict
+from sslc_plugins.resnet import build_encoder
 
 SIZE = 16  # tiny images keep a resnet18 step well under a second on CPU
 

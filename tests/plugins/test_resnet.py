@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from sslc_plugins import resnet
 
 from ssl_core.errors import ComponentError
 from ssl_core.registry import Registry, make_spec
+from sslc_plugins import resnet
 
 
 @pytest.mark.parametrize("arch,dim", [("resnet18", 512), ("resnet50", 2048)])

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-import sslc_plugins.synthworld as synthworld
 from PIL import Image
+
+import sslc_plugins.synthworld as synthworld
+from ssl_core.errors import DataError
+from ssl_core.plugins import PluginHost
 from sslc_plugins.synthworld import common, writer
 from sslc_plugins.synthworld.objects import (
     CATEGORIES,
@@ -22,9 +25,6 @@ from sslc_plugins.synthworld.objects import (
 )
 from sslc_plugins.synthworld.render import Camera, Light, kelvin_to_rgb
 from sslc_plugins.synthworld.write_got10k import cover_level
-
-from ssl_core.errors import DataError
-from ssl_core.plugins import PluginHost
 
 
 @pytest.fixture(scope="session")
