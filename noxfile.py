@@ -8,7 +8,7 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["tests", "lint", "typecheck", "docs", "example"]
+nox.options.sessions = ["tests", "plugin", "lint", "typecheck", "docs", "example"]
 
 BUILTIN_PLUGINS = {
     # entry-point name -> its test files
