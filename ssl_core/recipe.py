@@ -152,7 +152,8 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[st
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `--set dotted.key=value`. Every key but the last must already exist."""
+    """Apply one `--set dotted.key=value` (`=null` removes the key). Every key but the last
+    must already exist."""
     if "=" not in assignment:
         raise RecipeError(f"--set {assignment!r}: expected dotted.key=value",
                           "for example --set models.moco.train.epochs=5")
@@ -168,7 +169,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             raise RecipeError(f"--set {dotted}: the recipe has no mapping at {here!r}",
                               f"keys there: {', '.join(map(str, options)) or '(none)'}")
         node = node[key]
-    node[keys[-1]] = parse_scalar(text)
+    value = parse_scalar(text)
+    if value is None:  # as in profiles: null removes the key
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
 
 
 def _structure_error(err: ValidationError, lines: Mapping[tuple[str, ...], Location], source: str) -> RecipeError:

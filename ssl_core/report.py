@@ -22,28 +22,26 @@ def build_report(recipe: Recipe, probes: dict[str, dict[str, dict[str, Any]]],
     probe_names = list(recipe.probes)
     has_paper = any(paper.get(m) for m in recipe.models)
 
-    table = Table(title=title)
-    table.add_column("model")
-    header = ["model"]
+    # terminal: one row per probe (the paper's tables get wide); markdown: one row per model
     ks = " / ".join(f"top-{k}" for k in top_k)
-    for p in probe_names:
-        table.add_column(f"{p}\n{ks}", justify="right")
-        header += [f"{p} top-{k}" for k in top_k]
-    rows_md = []
+    table = Table(title=title)
+    table.add_column("invariance")
     for model in recipe.models:
-        measured_cells, md_cells = [], [model]
-        for p in probe_names:
-            measured = probes.get(model, {}).get(p, {})
+        table.add_column(f"{model}\n{ks}", justify="right")
+    header = ["model"] + [f"{p} top-{k}" for p in probe_names for k in top_k]
+    rows_md: list[list[str]] = [[model] for model in recipe.models]
+    for p in probe_names:
+        cells = []
+        for row, model in zip(rows_md, recipe.models, strict=True):
+            values = [probes.get(model, {}).get(p, {}).get(f"top{k}") for k in top_k]
             ref = paper.get(model, {}).get(p, {})
-            values = [measured.get(f"top{k}") for k in top_k]
             cell = " / ".join(_fmt(v) for v in values)
             if ref:
                 cell += "\n(paper " + " / ".join(_fmt(ref.get(f"top{k}")) for k in top_k) + ")"
-            measured_cells.append(cell)
-            md_cells += [_fmt(v) + (f" ({_fmt(ref.get(f'top{k}'))})" if ref else "")
-                         for v, k in zip(values, top_k, strict=True)]
-        table.add_row(model, *measured_cells)
-        rows_md.append(md_cells)
+            cells.append(cell)
+            row += [_fmt(v) + (f" ({_fmt(ref.get(f'top{k}'))})" if ref else "")
+                    for v, k in zip(values, top_k, strict=True)]
+        table.add_row(p, *cells)
 
     eval_names = list(recipe.evaluations)
     md = [f"# {title}", "", f"Recipe `{recipe.source}`, profile `{recipe.profile}`, device `{device}`.", ""]
