@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-
 from helpers import require_plugins
+
 from ssl_core.plugins import get_registry
 from ssl_core.recipe import load_recipe
 
