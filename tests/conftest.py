@@ -14,13 +14,15 @@ from ssl_core.plugins import reset_host
 
 @pytest.fixture(autouse=True, scope="session")
 def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keep rendered worlds and feature caches out of ~/.cache and share them across tests."""
+    """Hermetic caches: rendered worlds and features live in this session's temp dir, shared
+    by its tests, never read from (or left in) the user's cache."""
     old = os.environ.get("SSLC_CACHE_DIR")
-    if old is None:
-        os.environ["SSLC_CACHE_DIR"] = str(tmp_path_factory.mktemp("sslc-cache"))
+    os.environ["SSLC_CACHE_DIR"] = str(tmp_path_factory.mktemp("sslc-cache"))
     yield
     if old is None:
         os.environ.pop("SSLC_CACHE_DIR", None)
+    else:
+        os.environ["SSLC_CACHE_DIR"] = old
 
 
 @pytest.fixture(autouse=True)
