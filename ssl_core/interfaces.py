@@ -139,7 +139,8 @@ class Evaluator(ABC):
     """A downstream task on a frozen encoder."""
 
     @abstractmethod
-    def evaluate(self, encoder: Encoder, progress: Any | None = None) -> dict[str, float]: ...
+    def evaluate(self, encoder: Encoder, progress: Progress | None = None) -> dict[str, float]:
+        """Metrics of the frozen encoder; `progress`, when given, is a live rich Progress."""
 
 
 KIND_BASES: dict[str, type] = {

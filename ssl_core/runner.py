@@ -206,7 +206,8 @@ class Runner:
         if cached is not None or (only is not None and only != model_name):
             return cached or {}
         evaluator = self.registry.create("evaluator", cfg, where=f"evaluations.{eval_name}")
-        metrics = evaluator.evaluate(encoder, progress=not is_quiet())
+        with progress_bar() as progress:
+            metrics = evaluator.evaluate(encoder, progress=None if is_quiet() else progress)
         result = {"stage": "evaluate", "model": model_name, "evaluation": eval_name,
                   "fingerprint": fp, "metrics": metrics}
         write_json(out, result)
