@@ -17,7 +17,7 @@ import yaml
 from ssl_core.atomic import write_json, write_text
 from ssl_core.errors import SslcError
 from ssl_core.fingerprint import fingerprint
-from ssl_core.interfaces import Dataset, Encoder
+from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, ProbeSet
 from ssl_core.progress import console, is_quiet, progress_bar
 from ssl_core.recipe import LoadedRecipe, ModelConfig
 from ssl_core.registry import Registry
@@ -55,6 +55,7 @@ class Runner:
         self._data_root: Path | None = None
         self._datasets: dict[str, Dataset] = {}
         self._encoders: dict[str, tuple[Encoder, str]] = {}
+        self._probe_sets: dict[str, ProbeSet] = {}
 
     def log(self, message: str) -> None:
         if not is_quiet():
@@ -162,6 +163,18 @@ class Runner:
         return encoder, f"run:{fp}:{result.steps}"
 
     # -- probe ------------------------------------------------------------------------------
+    def _probe_set(self, name: str, probe: InvarianceProbe, dataset_name: str | None,
+                   ds_cfg: dict[str, Any]) -> ProbeSet:
+        """Trajectories are built once per probe and shared by every model."""
+        if name not in self._probe_sets:
+            if dataset_name:
+                dataset = self.dataset(dataset_name)
+            else:
+                dataset = self.registry.create("dataset", ds_cfg, where=f"probes.{name}")
+                dataset.prepare()
+            self._probe_sets[name] = probe.build(dataset)
+        return self._probe_sets[name]
+
     def probe(self, model_name: str, probe_name: str) -> dict[str, Any]:
         from ssl_core.features import features_for
         from ssl_core.ris import representation_invariance_score
@@ -173,16 +186,13 @@ class Runner:
         ds_cfg = (self.resolved_config(self.recipe.datasets[dataset_name]) if dataset_name
                   else self.resolved_config({"type": probe.dataset_type}))
         encoder, enc_id = self.encoder(model_name)
-        fp = fingerprint(enc_id, cfg, ds_cfg, settings.top_k)
+        fp = fingerprint(enc_id, cfg, ds_cfg, self.recipe.world, settings.top_k)
         out = self.run_dir / "probes" / model_name / f"{probe_name}.json"
         cached = None if self.force else _read_result(out, fp)
         if cached is not None:
             self.log(f"[dim]probe {model_name}/{probe_name}: up to date, skipped[/dim]")
             return cached
-        dataset = (self.dataset(dataset_name) if dataset_name
-                   else self.registry.create("dataset", ds_cfg, where=f"probes.{probe_name}"))
-        dataset.prepare()
-        probe_set = probe.build(dataset)
+        probe_set = self._probe_set(probe_name, probe, dataset_name, ds_cfg)
         feats = features_for(
             encoder, probe_set, enc_id, batch_size=settings.batch_size,
             num_workers=settings.num_workers, device=self.device,
