@@ -5,6 +5,9 @@ install the third-party package without touching the main environment."""
 
 from __future__ import annotations
 
+import sysconfig
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "none"
@@ -38,9 +41,21 @@ def plugin(session: nox.Session, plugin: str) -> None:
     session.run("python", "-m", "pytest", "-q", *BUILTIN_PLUGINS[plugin], env=env)
 
 
-@nox.session(venv_backend="venv", venv_params=["--system-site-packages"])
+def _inherit_environment(session: nox.Session) -> None:
+    """Let the session's venv see every package of the environment running nox (torch,
+    sslc), whether that is a venv or the system: a `.pth` line adds its site dir."""
+    parent = sysconfig.get_paths()["purelib"]
+    child = session.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                        silent=True)
+    assert isinstance(child, str)
+    Path(child.strip(), "_sslc_parent_env.pth").write_text(
+        f"import site; site.addsitedir({parent!r})\n")
+
+
+@nox.session(venv_backend="venv")
 def example(session: nox.Session) -> None:
     """Install the third-party example plugin and use it from a recipe."""
+    _inherit_environment(session)
     session.install("--no-deps", "-e", "examples/sslc-simclr")
     session.run("python", "-m", "pytest", "-q", "examples/sslc-simclr/tests",
                 env={"SSLC_STRICT_PLUGINS": "1"})
@@ -56,7 +71,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.run("mypy", "ssl_core")
+    session.run("mypy", "ssl_core", "plugins")
 
 
 @nox.session

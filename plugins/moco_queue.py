@@ -23,8 +23,18 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from ssl_core import ContrastiveObjective, Encoder, ObjectiveOutput, Params, hookimpl
-from ssl_core.errors import CheckpointError, ComponentError
+from ssl_core import (
+    CheckpointError,
+    CheckpointFormat,
+    ComponentError,
+    ContrastiveObjective,
+    Encoder,
+    ObjectiveOutput,
+    Params,
+    Register,
+    ensure_fits,
+    hookimpl,
+)
 
 _Q, _K = "encoder_q", "encoder_k"
 _TRUNK = "trunk"
@@ -79,23 +89,23 @@ class MocoQueue(ContrastiveObjective):
     queue: Tensor
     queue_ptr: Tensor
 
-    def __init__(self, dim: int = 128, queue_size: int = 65536, momentum: float = 0.999,
-                 temperature: float = 0.2, mlp: bool = True, shuffle_bn: bool = True) -> None:
+    def __init__(self, params: MocoQueueParams | None = None) -> None:
         super().__init__()
-        self.dim = dim
-        self.K = queue_size
-        self.m = momentum
-        self.T = temperature
-        self.mlp = mlp
-        self.shuffle_bn = shuffle_bn
+        p = params or MocoQueueParams()
+        self.dim = p.dim
+        self.K = p.queue_size
+        self.m = p.momentum
+        self.T = p.temperature
+        self.mlp = p.mlp
+        self.shuffle_bn = p.shuffle_bn
         self.encoder_q: _Branch | None = None
         self.encoder_k: _Branch | None = None
-        self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
+        # the queue, a normalised copy and its logits against a batch: ~3 queues at once
+        ensure_fits(3 * 4 * p.dim * p.queue_size,
+                    f"the negatives queue (objective queue_size={p.queue_size}, dim={p.dim})",
+                    "lower queue_size (MoCo v2 uses 65536) or dim")
+        self.register_buffer("queue", F.normalize(torch.randn(p.dim, p.queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
-
-    @classmethod
-    def from_params(cls, params: MocoQueueParams) -> MocoQueue:
-        return cls(**params.model_dump())
 
     # -- setup ---------------------------------------------------------------------
     def bind(self, encoder: Encoder) -> None:
@@ -312,28 +322,37 @@ def official_checkpoint(objective: MocoQueue, epoch: int, arch: str,
     }
 
 
-def official_trunk_state_dict(state_dict: Mapping[str, Any],
-                              branch: str = _Q) -> dict[str, Tensor]:
-    """The trunk weights of an official MoCo state dict (or checkpoint), keys as torchvision's.
+class MocoFormat(CheckpointFormat):
+    """The official MoCo checkpoint: `{'epoch', 'arch', 'state_dict', 'optimizer'}` with the
+    query trunk under `module.encoder_q.` (`module.` only when trained with DDP)."""
 
-    `module.encoder_q.conv1.weight` -> `conv1.weight`; the `fc.*` head is dropped.
-    """
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]
-    head = f"{branch}."
-    out: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        bare = key[len("module."):] if key.startswith("module.") else key
-        if bare.startswith(head) and not bare[len(head):].startswith("fc."):
-            out[bare[len(head):]] = value
-    if not out:
-        raise CheckpointError(f"no `{branch}.*` keys in the checkpoint",
-                              "is this a MoCo checkpoint? its keys should look like "
-                              "module.encoder_q.conv1.weight")
-    return out
+    def __init__(self, params: Params | None = None) -> None:
+        pass
+
+    def select(self, state: Mapping[str, Tensor], meta: Mapping[str, Any]
+               ) -> tuple[dict[str, Tensor], str] | None:
+        for prefix in (f"module.{_Q}.", f"{_Q}."):
+            picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if picked:
+                return picked, prefix
+        return None
+
+    def export(self, trunk: Mapping[str, Tensor], encoder: Encoder,
+               encoder_config: Mapping[str, Any]) -> dict[str, Any]:
+        """What main_lincls.py reads: the trunk under `module.encoder_q.` (no head, no
+        optimizer state), with `arch` naming the encoder."""
+        return {"epoch": 0, "arch": str(encoder_config.get("type", "")),
+                "state_dict": {f"module.{_Q}.{k}": v.detach().cpu() for k, v in trunk.items()},
+                "optimizer": {}}
 
 
 @hookimpl
-def register_objectives(register: Any) -> None:
-    register("moco-queue", MocoQueue.from_params, params=MocoQueueParams,
+def register_objectives(register: Register) -> None:
+    register("moco-queue", MocoQueue, params=MocoQueueParams,
              summary="MoCo v2: momentum key encoder, queue of negatives, InfoNCE (official)")
+
+
+@hookimpl
+def register_checkpoint_formats(register: Register) -> None:
+    register("moco", MocoFormat,
+             summary="official MoCo v1/v2 checkpoint (module.encoder_q.*), e.g. moco_v2_200ep")

@@ -4,23 +4,23 @@ The keys are torchvision's own minus the classifier (`conv1.weight`, `bn1.*`,
 `layer1.0.conv1.weight`, ...), so an official MoCo checkpoint maps onto this trunk by
 stripping a prefix (`module.encoder_q.conv1.weight` -> `conv1.weight`), and torchvision
 weights load directly. Nothing is ever downloaded (`weights=None`).
+
+This plugin also owns what sslc knows about ResNet checkpoints: the anchor keys that
+locate a trunk in any file, the block counts that tell the depth apart, and the
+`torchvision` checkpoint layout (read and written by `sslc export`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torchvision
-from pydantic import ValidationError
 from torch import Tensor, nn
 
-from ssl_core import Encoder, Params, hookimpl
-from ssl_core.errors import ComponentError
-from ssl_core.registry import format_validation_error
-
-#: architecture name -> pooled feature dimension
-ARCHS: dict[str, int] = {"resnet18": 512, "resnet50": 2048}
+from ssl_core import CheckpointError, CheckpointFormat, Encoder, Params, Register, hookimpl
 
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -38,16 +38,20 @@ class ResNetParams(Params):
 class ResNetEncoder(Encoder):
     """A torchvision ResNet without its classifier; returns globally pooled features."""
 
-    def __init__(self, arch: str = "resnet50", small_input: bool = False,
-                 zero_init_residual: bool = False) -> None:
+    arch: ClassVar[str]
+    #: residual blocks per stage, and whether they are bottlenecks: what tells depths apart
+    blocks: ClassVar[tuple[int, int, int, int]]
+    bottleneck: ClassVar[bool]
+    anchor_keys = ("conv1.weight", "layer1.0.conv1.weight")
+    head_prefixes = ("fc.",)
+
+    def __init__(self, params: ResNetParams | None = None) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ComponentError(f"unknown ResNet architecture {arch!r}",
-                                 f"available: {', '.join(ARCHS)}")
-        net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=zero_init_residual)
-        self.arch = arch
-        self.small_input = small_input
-        if small_input:
+        p = params or ResNetParams()
+        net = getattr(torchvision.models, self.arch)(weights=None,
+                                                     zero_init_residual=p.zero_init_residual)
+        self.small_input = p.small_input
+        if p.small_input:
             net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
             net.maxpool = nn.Identity()
@@ -62,6 +66,22 @@ class ResNetEncoder(Encoder):
         self.layer4 = net.layer4
         self.avgpool = net.avgpool
         self.feature_dim = net.fc.in_features
+
+    @classmethod
+    def infer_params(cls, state: Mapping[str, Tensor]) -> dict[str, Any] | None:
+        """This depth's params when the block counts match (small_input from conv1's kernel).
+
+        A partial trunk (stages missing) matches the depths it is consistent with."""
+        if not all(k in state for k in cls.anchor_keys):
+            return None
+        if ("layer1.0.conv3.weight" in state) != cls.bottleneck:
+            return None
+        for stage, expected in zip(_STAGES, cls.blocks, strict=True):
+            idx = {int(m.group(1)) for k in state if (m := re.match(rf"{stage}\.(\d+)\.", k))}
+            if idx and max(idx) + 1 != expected:
+                return None
+        conv1 = state["conv1.weight"]
+        return {"small_input": bool(conv1.dim() == 4 and conv1.shape[-1] == 3)}
 
     def _stem(self, x: Tensor) -> Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -85,32 +105,66 @@ class ResNetEncoder(Encoder):
         return f"arch={self.arch}, small_input={self.small_input}, feature_dim={self.feature_dim}"
 
 
-def build_encoder(arch: str, **params: Any) -> ResNetEncoder:
-    """Build `resnet18` / `resnet50` from keyword parameters, validated like a recipe's."""
-    if arch not in ARCHS:
-        raise ComponentError(f"unknown ResNet architecture {arch!r}",
-                             f"available: {', '.join(ARCHS)}")
-    try:
-        p = ResNetParams(**params)
-    except ValidationError as err:
-        raise ComponentError(
-            f"bad parameters for encoder {arch!r}:\n  {format_validation_error(err, arch)}",
-            f"parameters of {arch!r}: {', '.join(ResNetParams.model_fields)}",
-        ) from None
-    return ResNetEncoder(arch, **p.model_dump())
+class ResNet18(ResNetEncoder):
+    arch, blocks, bottleneck = "resnet18", (2, 2, 2, 2), False
 
 
-def _factory(arch: str) -> Any:
-    def build(params: ResNetParams) -> ResNetEncoder:
-        return ResNetEncoder(arch, **params.model_dump())
+class ResNet34(ResNetEncoder):
+    arch, blocks, bottleneck = "resnet34", (3, 4, 6, 3), False
 
-    build.__name__ = f"build_{arch}"
-    return build
+
+class ResNet50(ResNetEncoder):
+    arch, blocks, bottleneck = "resnet50", (3, 4, 6, 3), True
+
+
+class ResNet101(ResNetEncoder):
+    arch, blocks, bottleneck = "resnet101", (3, 4, 23, 3), True
+
+
+RESNETS: dict[str, type[ResNetEncoder]] = {
+    cls.arch: cls for cls in (ResNet18, ResNet34, ResNet50, ResNet101)
+}
+
+
+class TorchvisionFormat(CheckpointFormat):
+    """A supervised torchvision ResNet state dict: trunk keys at the top level beside `fc.*`."""
+
+    def __init__(self, params: Params | None = None) -> None:
+        pass
+
+    def select(self, state: Mapping[str, Tensor], meta: Mapping[str, Any]
+               ) -> tuple[dict[str, Tensor], str] | None:
+        needed = (*ResNetEncoder.anchor_keys, "fc.weight")
+        return (dict(state), "") if all(k in state for k in needed) else None
+
+    def export(self, trunk: Mapping[str, Tensor], encoder: Encoder,
+               encoder_config: Mapping[str, Any]) -> dict[str, Any]:
+        """The trunk plus torchvision's freshly initialised 1000-way `fc` (seed 0), so the
+        file loads strictly into `torchvision.models.<arch>()`; the head is untrained."""
+        if not isinstance(encoder, ResNetEncoder):
+            raise CheckpointError(f"the torchvision layout holds ResNets, not "
+                                  f"{type(encoder).__name__}", "export with another --format")
+        if encoder.small_input:
+            raise CheckpointError("a small_input ResNet (3x3 conv1, no max-pool) has no "
+                                  "torchvision counterpart", "export with --format moco or sslc")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            fc = getattr(torchvision.models, encoder.arch)(weights=None).fc
+        return {**{k: v.detach().cpu() for k, v in trunk.items()},
+                "fc.weight": fc.weight.detach(), "fc.bias": fc.bias.detach()}
 
 
 @hookimpl
-def register_encoders(register: Any) -> None:
-    register("resnet18", _factory("resnet18"), params=ResNetParams,
-             summary="torchvision ResNet-18 trunk, 512-d pooled features")
-    register("resnet50", _factory("resnet50"), params=ResNetParams,
-             summary="torchvision ResNet-50 trunk, 2048-d pooled features (the paper's)")
+def register_encoders(register: Register) -> None:
+    for arch, cls in RESNETS.items():
+        dim = 512 if not cls.bottleneck else 2048
+        paper = " (the paper's)" if arch == "resnet50" else ""
+        register(arch, cls, params=ResNetParams,
+                 summary=f"torchvision {arch.replace('resnet', 'ResNet-')} trunk, "
+                         f"{dim}-d pooled features{paper}")
+
+
+@hookimpl
+def register_checkpoint_formats(register: Register) -> None:
+    register("torchvision", TorchvisionFormat,
+             summary="torchvision ResNet state dict (trunk + fc), e.g. supervised ImageNet weights")

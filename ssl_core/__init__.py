@@ -1,36 +1,88 @@
-"""sslc core: interfaces, plugin host, recipes, runner, trainer and the RIS metric."""
+"""sslc core: interfaces, plugin host, recipes, runner, trainer and the RIS metric.
 
-from ssl_core.errors import SslcError
-from ssl_core.hookspecs import hookimpl
-from ssl_core.interfaces import (
-    ContrastiveObjective,
-    Dataset,
-    Encoder,
-    Evaluator,
-    ImageRecord,
-    InvarianceProbe,
-    ObjectiveOutput,
-    PairSampler,
-    ProbeItem,
-    ProbeSet,
-)
-from ssl_core.registry import Params
+Plugins import only what this module exports. The exports are loaded on first use, so
+`sslc --version` and `sslc --help` answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ContrastiveObjective",
-    "Dataset",
-    "Encoder",
-    "Evaluator",
-    "ImageRecord",
-    "InvarianceProbe",
-    "ObjectiveOutput",
-    "PairSampler",
-    "Params",
-    "ProbeItem",
-    "ProbeSet",
-    "SslcError",
-    "hookimpl",
-    "__version__",
-]
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "write_json": "ssl_core.atomic",
+    "CheckpointError": "ssl_core.errors",
+    "ComponentError": "ssl_core.errors",
+    "DataError": "ssl_core.errors",
+    "PluginError": "ssl_core.errors",
+    "RecipeError": "ssl_core.errors",
+    "SslcError": "ssl_core.errors",
+    "Register": "ssl_core.hookspecs",
+    "hookimpl": "ssl_core.hookspecs",
+    "IMAGENET_MEAN": "ssl_core.imageio",
+    "IMAGENET_STD": "ssl_core.imageio",
+    "crop_box": "ssl_core.imageio",
+    "load_rgb": "ssl_core.imageio",
+    "CheckpointFormat": "ssl_core.interfaces",
+    "ContrastiveObjective": "ssl_core.interfaces",
+    "Dataset": "ssl_core.interfaces",
+    "Encoder": "ssl_core.interfaces",
+    "Evaluator": "ssl_core.interfaces",
+    "ImageRecord": "ssl_core.interfaces",
+    "InvarianceProbe": "ssl_core.interfaces",
+    "ObjectiveOutput": "ssl_core.interfaces",
+    "PairSampler": "ssl_core.interfaces",
+    "ProbeItem": "ssl_core.interfaces",
+    "ProbeSet": "ssl_core.interfaces",
+    "cache_dir": "ssl_core.paths",
+    "ensure_fits": "ssl_core.memory",
+    "Params": "ssl_core.registry",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssl_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from ssl_core.atomic import write_json
+    from ssl_core.errors import (
+        CheckpointError,
+        ComponentError,
+        DataError,
+        PluginError,
+        RecipeError,
+        SslcError,
+    )
+    from ssl_core.hookspecs import Register, hookimpl
+    from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
+    from ssl_core.interfaces import (
+        CheckpointFormat,
+        ContrastiveObjective,
+        Dataset,
+        Encoder,
+        Evaluator,
+        ImageRecord,
+        InvarianceProbe,
+        ObjectiveOutput,
+        PairSampler,
+        ProbeItem,
+        ProbeSet,
+    )
+    from ssl_core.memory import ensure_fits
+    from ssl_core.paths import cache_dir
+    from ssl_core.registry import Params

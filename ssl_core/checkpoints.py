@@ -1,26 +1,21 @@
 """Load an encoder's trunk weights from any checkpoint a researcher is likely to have.
 
-Formats (detected automatically; `format=` overrides):
+The core reads the file (always `weights_only=True`), opens `state_dict`-style
+wrappers or flattens nested mappings, and applies `prefix_map` (`{"old.": "new."}`).
+Then, with `format="auto"`, each registered CheckpointFormat (a training framework's
+layout, registered by the plugin that knows it) is asked to pick the trunk's tensors;
+when none claims the file it is read as `plain`: the tensors as they are. Finally
+each registered Encoder's `anchor_keys` locate the trunk under any prefix and its
+`infer_params` tells which encoder (and which parameters) the weights fit.
 
-- ``moco``: official MoCo v1/v2 ``{'epoch', 'arch', 'state_dict', 'optimizer'}`` with
-  keys ``module.encoder_q.*`` (``module.`` only when trained with DataParallel/DDP);
-  the projection head ``fc.*``, the key encoder and the queue are ignored.
-- ``torchvision``: a supervised torchvision ResNet state dict (trunk + ``fc.*``),
-  possibly wrapped in ``{'state_dict': ...}`` or ``{'model': ...}``.
-- ``plain``: trunk keys under an optional prefix (``trunk.``, ``backbone.``,
-  ``module.``, VISSL's ``trunk._feature_blocks.``), as PIRL-style exports have.
-- ``sslc``: sslc's own training checkpoints (``sslc_format: 1``, ``encoder`` config,
-  ``encoder_state_dict``).
-
-``prefix_map`` (``{"old.": "new."}``) rewrites key prefixes before detection, for
-anything else. Files are always read with ``weights_only=True``.
+The core's own layouts are `plain` and `sslc` (sslc's training checkpoints:
+`sslc_format`, `encoder` config, `encoder_state_dict`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,23 +27,21 @@ from ssl_core.errors import CheckpointError, ComponentError
 from ssl_core.interfaces import Encoder
 from ssl_core.registry import Registry
 
-FORMATS: tuple[str, ...] = ("auto", "moco", "torchvision", "plain", "sslc")
+#: layouts the core reads itself; plugins register the others (`register_checkpoint_formats`)
+CORE_FORMATS: tuple[str, ...] = ("auto", "plain", "sslc")
+#: the version of sslc's own checkpoint layout, written by the trainer and `sslc export`
 SSLC_FORMAT_VERSION = 1
-
-#: (bottleneck?, blocks per stage) -> torchvision architecture name
-_ARCH_BY_BLOCKS: dict[tuple[bool, tuple[int, ...]], str] = {
-    (False, (2, 2, 2, 2)): "resnet18",
-    (False, (3, 4, 6, 3)): "resnet34",
-    (True, (3, 4, 6, 3)): "resnet50",
-    (True, (3, 4, 23, 3)): "resnet101",
-    (True, (3, 8, 36, 3)): "resnet152",
-}
-_MOCO_Q = re.compile(r"^(module\.)?encoder_q\.")
+_WRAPPERS = ("state_dict", "model", "model_state_dict")
 _OPTIONS_HINT = (
-    "pass --format auto|moco|torchvision|plain|sslc, or --prefix-map OLD=NEW to rename key "
-    "prefixes onto torchvision trunk keys (conv1.weight, layer1.0.conv1.weight, ...), "
-    "and --arch when the architecture cannot be inferred; see docs/probing.md"
+    "pass --format (see `sslc plugins` for the checkpoint formats), --prefix-map OLD=NEW "
+    "to rename key prefixes onto the encoder's own keys, and --arch when the architecture "
+    "cannot be inferred; see docs/probing.md"
 )
+
+
+def formats(registry: Registry) -> list[str]:
+    """Every checkpoint layout name `--format` accepts."""
+    return [*CORE_FORMATS, *registry.names("checkpoint-format")]
 
 
 @dataclass
@@ -96,15 +89,25 @@ def checkpoint_digest(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
-    """torch.load with weights_only=True, turning every failure into a CheckpointError."""
+    """torch.load with weights_only=True, turning every failure into a CheckpointError.
+
+    The one place sslc unpickles a file: training checkpoints, checkpoints to probe and
+    feature dumps all come through here.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a directory, not a checkpoint file",
+                              "pass the checkpoint file inside it (e.g. checkpoint.pth.tar)")
     if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}", "check the --checkpoint path")
+        raise CheckpointError(f"checkpoint not found: {p}", "check the path")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
+        if not _looks_like_torch_file(p):
+            size = p.stat().st_size
+            what = "it is empty" if size == 0 else "it was not written by torch.save"
+            raise CheckpointError(f"{p} is not a torch checkpoint ({what})",
+                                  "pass a file written by torch.save (.pth, .pt, .pth.tar)") from None
         refused = _unsafe_globals(p)
         if refused:
             raise CheckpointError(
@@ -114,10 +117,20 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
                 "only its tensors, e.g. torch.save({'state_dict': ckpt['state_dict']}, "
                 "'clean.pth')",
             ) from None
-        raise CheckpointError(
-            f"{p} is not a readable torch checkpoint ({type(exc).__name__}: {first})",
-            "pass a file written by torch.save (a .pth/.pt/.pth.tar state dict or checkpoint)",
-        ) from None
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise CheckpointError(f"{p} is a damaged torch file ({type(exc).__name__}: {first})",
+                              "re-download or re-save it; a partial copy reads like this") from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before 1.6, a pickle starting with 0x80)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -141,82 +154,111 @@ def apply_prefix_map(state: Mapping[str, Any], prefix_map: Mapping[str, str]) ->
     return out
 
 
-def _tensor_dict(obj: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+def _flatten(obj: Mapping[Any, Any], prefix: str = "", depth: int = 8) -> dict[str, torch.Tensor]:
+    """Every tensor in nested mappings, keyed by its dotted path (`a.b.c.weight`)."""
+    out: dict[str, torch.Tensor] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, torch.Tensor):
+            out[key] = v
+        elif isinstance(v, Mapping) and depth > 0:
+            out.update(_flatten(v, key + ".", depth - 1))
+    return out
 
 
-def _unwrap(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The state dict inside a checkpoint and the top-level keys that were not it."""
-    for wrapper in ("state_dict", "model", "model_state_dict"):
-        inner = obj.get(wrapper)
-        if isinstance(inner, Mapping) and _tensor_dict(inner):
-            return _tensor_dict(inner), [str(k) for k in obj if k != wrapper]
-    tensors = _tensor_dict(obj)
-    return tensors, [str(k) for k in obj if k not in tensors]
+def unwrap(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict inside a checkpoint and the file's other (non-tensor) top-level entries.
 
-
-def _trunk_prefix(keys: set[str]) -> str | None:
-    """The prefix P with P+'conv1.weight' and P+'layer1.0.conv1.weight' both present.
-
-    '' wins when present (the keys are already trunk keys), then the shortest prefix.
+    A `state_dict` / `model` / `model_state_dict` wrapper is opened; otherwise every
+    nested mapping is flattened, so trunks deep inside (VISSL's
+    `classy_state_dict.base_model.model.trunk...`) are found by their keys.
     """
-    found = []
-    for k in keys:
-        if k.endswith("conv1.weight"):
-            p = k[: -len("conv1.weight")]
-            if p + "layer1.0.conv1.weight" in keys:
-                found.append(p)
-    if not found:
-        return None
-    return min(found, key=lambda p: (p != "", len(p), p))
+    for wrapper in _WRAPPERS:
+        inner = obj.get(wrapper)
+        if isinstance(inner, Mapping):
+            tensors = _flatten(inner)
+            if tensors:
+                return tensors, {str(k): v for k, v in obj.items() if k != wrapper}
+    tensors = _flatten(obj)
+    meta = {str(k): v for k, v in obj.items() if not isinstance(v, torch.Tensor | Mapping)}
+    return tensors, meta
 
 
-def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Keys under `prefix`, prefix removed, minus a classifier/projection head `fc.*`."""
+@dataclass
+class _Trunk:
+    """Where a registered encoder's trunk sits in a state dict."""
+
+    encoder: str
+    params: dict[str, Any]
+    prefix: str
+    state: dict[str, torch.Tensor]
+    ignored: list[str]
+
+
+def _prefixes(keys: set[str], anchors: tuple[str, ...]) -> list[str]:
+    """Prefixes P with P + every anchor present: '' first, then the shortest."""
+    if not anchors:
+        return [""]
+    first = anchors[0]
+    found = {k[: -len(first)] for k in keys if k.endswith(first)}
+    found = {p for p in found if all(p + a in keys for a in anchors[1:])}
+    return sorted(found, key=lambda p: (p != "", len(p), p))
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefix: str, heads: tuple[str, ...]
+           ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Keys under `prefix`, prefix removed, minus the encoder's heads (e.g. a classifier)."""
     trunk: dict[str, torch.Tensor] = {}
     ignored: list[str] = []
     for k, v in state.items():
-        if not k.startswith(prefix):
-            ignored.append(k)
-            continue
-        short = k[len(prefix):]
-        if short.startswith("fc."):
+        short = k[len(prefix):] if k.startswith(prefix) else None
+        if short is None or short.startswith(heads):
             ignored.append(k)
         else:
             trunk[short] = v
     return trunk, ignored
 
 
-def infer_arch(state: Mapping[str, torch.Tensor]) -> tuple[str | None, dict[str, Any]]:
-    """ResNet depth from block counts (bottleneck = layer1.0.conv3), small_input from conv1."""
-    bottleneck = "layer1.0.conv3.weight" in state
-    blocks = []
-    for stage in range(1, 5):
-        idx = {int(m.group(1)) for k in state if (m := re.match(rf"layer{stage}\.(\d+)\.", k))}
-        blocks.append(max(idx) + 1 if idx else 0)
-    arch = _ARCH_BY_BLOCKS.get((bottleneck, tuple(blocks)))
-    if arch is None and any(blocks):
-        # a partial trunk (stages missing): the first architecture consistent with what is there
-        arch = next((name for (bn, counts), name in _ARCH_BY_BLOCKS.items() if bn == bottleneck
-                     and all(b in (0, c) for b, c in zip(blocks, counts, strict=True))), None)
-    params: dict[str, Any] = {}
-    conv1 = state.get("conv1.weight")
-    if isinstance(conv1, torch.Tensor) and conv1.dim() == 4 and conv1.shape[-1] == 3:
-        params["small_input"] = True
-    return arch, params
+def find_trunk(state: Mapping[str, torch.Tensor], registry: Registry, arch: str | None = None,
+               hint_arch: str | None = None) -> _Trunk | None:
+    """The registered encoder whose trunk `state` holds, its prefix and inferred params.
+
+    `arch` restricts the search to one encoder (its anchors, or the whole state when it
+    declares none); `hint_arch` (a checkpoint's own `arch` entry) is tried first.
+    """
+    names = [arch] if arch else registry.names("encoder")
+    if hint_arch in names:
+        names = [hint_arch, *[n for n in names if n != hint_arch]]
+    keys = set(state)
+    best: _Trunk | None = None
+    for name in names:
+        cls = registry.get("encoder", name, where="--arch").cls
+        anchors = tuple(getattr(cls, "anchor_keys", ()))
+        heads = tuple(getattr(cls, "head_prefixes", ()))
+        for prefix in _prefixes(keys, anchors):
+            trunk, ignored = _strip(state, prefix, heads)
+            infer = getattr(cls, "infer_params", None)
+            params = infer(trunk) if callable(infer) else None
+            if params is None and not arch:
+                continue
+            found = _Trunk(name, params or {}, prefix, trunk, ignored)
+            if best is None or (prefix != "", len(prefix)) < (best.prefix != "", len(best.prefix)):
+                best = found
+            break
+    return best
 
 
 @dataclass
 class _Parsed:
     format: str
-    trunk: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]
     prefix: str
-    ignored: list[str]
-    arch: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any]
+    encoder_config: dict[str, Any] | None = None  # sslc's own files say what they hold
+    dropped: list[str] = field(default_factory=list)  # keys the format did not pick
 
 
-def _unknown(path: Path, obj: Any, detail: str) -> CheckpointError:
+def _unknown(path: Path, obj: Any, detail: str, registry: Registry) -> CheckpointError:
     if isinstance(obj, Mapping):
         keys = list(obj)[:12]
         shown = ", ".join(map(str, keys)) + (", ..." if len(obj) > 12 else "")
@@ -225,19 +267,20 @@ def _unknown(path: Path, obj: Any, detail: str) -> CheckpointError:
         what = f"it holds a {type(obj).__name__}, not a dict"
     return CheckpointError(
         f"unknown checkpoint layout in {path}: {detail}; {what}; "
-        f"known formats: {', '.join(FORMATS[1:])}",
+        f"known formats: {', '.join(formats(registry)[1:])}",
         _OPTIONS_HINT,
     )
 
 
-def parse_checkpoint(obj: Any, path: Path, format: str = "auto",
+def parse_checkpoint(obj: Any, path: Path, registry: Registry, format: str = "auto",
                      prefix_map: Mapping[str, str] | None = None) -> _Parsed:
-    """Find the trunk's state dict (torchvision key names) inside a loaded checkpoint."""
-    if format not in FORMATS:
+    """The tensors a checkpoint's layout says belong to the encoder (a prefix removed)."""
+    known = formats(registry)
+    if format not in known:
         raise CheckpointError(f"unknown checkpoint format {format!r}",
-                              f"use one of: {', '.join(FORMATS)}")
+                              f"use one of: {', '.join(known)}")
     if not isinstance(obj, Mapping):
-        raise _unknown(path, obj, "not a dict")
+        raise _unknown(path, obj, "not a dict", registry)
     if format == "sslc" or (format == "auto" and "sslc_format" in obj):
         version = obj.get("sslc_format")
         if version != SSLC_FORMAT_VERSION:
@@ -249,51 +292,29 @@ def parse_checkpoint(obj: Any, path: Path, format: str = "auto",
         if not isinstance(enc, Mapping) or not isinstance(enc.get("type"), str) \
                 or not isinstance(state, Mapping):
             raise _unknown(path, obj, "an sslc checkpoint needs 'encoder' {type: ...} and "
-                                      "'encoder_state_dict'")
-        trunk = _tensor_dict(state)
+                                      "'encoder_state_dict'", registry)
+        trunk = _flatten(state)
         if prefix_map:
             trunk = apply_prefix_map(trunk, prefix_map)
-        params = {k: v for k, v in enc.items() if k != "type"}
-        return _Parsed("sslc", trunk, "", [], enc["type"], params)
+        return _Parsed("sslc", trunk, "", {}, dict(enc))
 
-    state, outer = _unwrap(obj)
+    state, meta = unwrap(obj)
     if not state:
-        raise _unknown(path, obj, "no tensors found")
+        raise _unknown(path, obj, "no tensors found", registry)
     if prefix_map:
         state = apply_prefix_map(state, prefix_map)
-    arch = obj.get("arch") if isinstance(obj.get("arch"), str) else None
-    keys = set(state)
-    has_moco = any(_MOCO_Q.match(k) for k in keys)
-    if format == "moco" or (format == "auto" and has_moco):
-        if not has_moco:
-            raise _unknown(path, obj, "format moco needs keys 'module.encoder_q.*' or "
-                                      "'encoder_q.*', found none")
-        prefix = "module.encoder_q." if any(k.startswith("module.encoder_q.") for k in keys) \
-            else "encoder_q."
-        trunk, ignored = _strip(state, prefix)
-        return _Parsed("moco", trunk, prefix, ignored, arch)
-
-    trunk_prefix = _trunk_prefix(keys)
-    if trunk_prefix is None:
-        sample = ", ".join(sorted(keys)[:6])
-        raise _unknown(path, obj, f"no ResNet trunk keys (conv1.weight with layer1.0.conv1.weight "
-                                  f"under one prefix) among {len(keys)} tensors such as {sample}")
-    if format == "auto":
-        format = "torchvision" if trunk_prefix == "" and "fc.weight" in keys else "plain"
-    trunk, ignored = _strip(state, trunk_prefix)
-    return _Parsed(format, trunk, trunk_prefix, ignored, arch)
-
-
-def _align(trunk: dict[str, torch.Tensor], encoder_keys: set[str]) -> dict[str, torch.Tensor]:
-    """Put the encoder's own prefix on trunk keys if its modules live under one."""
-    if "conv1.weight" in encoder_keys or "conv1.weight" not in trunk:
-        return trunk
-    for k in encoder_keys:
-        if k.endswith("conv1.weight") and k[: -len("conv1.weight")] + "layer1.0.conv1.weight" \
-                in encoder_keys:
-            p = k[: -len("conv1.weight")]
-            return {p + key: v for key, v in trunk.items()}
-    return trunk
+    names = registry.names("checkpoint-format") if format == "auto" else \
+        ([format] if format not in CORE_FORMATS else [])
+    for name in names:
+        fmt = registry.create("checkpoint-format", {"type": name}, where="--format")
+        picked = fmt.select(state, meta)
+        if picked is not None:
+            kept = {picked[1] + k for k in picked[0]}
+            return _Parsed(name, picked[0], picked[1], meta,
+                           dropped=[k for k in state if k not in kept])
+        if format != "auto":
+            raise _unknown(path, obj, f"it is not in the {name!r} layout", registry)
+    return _Parsed("plain", state, "", meta)
 
 
 def _is_optional(key: str) -> bool:
@@ -314,26 +335,35 @@ def load_encoder(
     """Build the registered encoder the checkpoint was trained with and load its trunk.
 
     `arch` (a registered encoder name) overrides the architecture from the checkpoint or
-    inferred from its shapes; `encoder_params` override inferred parameters. With
+    inferred from its keys; `encoder_params` override inferred parameters. With
     `strict`, any trunk tensor the checkpoint lacks is an error; unexpected and ignored
     keys are only reported.
     """
-    p = Path(path)
-    parsed = parse_checkpoint(read_checkpoint(p), p, format, prefix_map)
-    inferred_arch, inferred_params = infer_arch(parsed.trunk)
-    chosen = arch or parsed.arch or inferred_arch
-    if chosen is None:
-        raise CheckpointError(
-            f"cannot infer the architecture of {p} (format {parsed.format})",
-            "pass --arch with a registered encoder name, e.g. --arch resnet50")
     if registry is None:
         from ssl_core.plugins import get_registry
 
         registry = get_registry()
+    p = Path(path)
+    parsed = parse_checkpoint(read_checkpoint(p), p, registry, format, prefix_map)
+    params: dict[str, Any] = {}
+    if parsed.encoder_config is not None:  # sslc's own file names its encoder
+        chosen = arch or parsed.encoder_config["type"]
+        params = {k: v for k, v in parsed.encoder_config.items() if k != "type"}
+        trunk, prefix, ignored = parsed.state, "", []
+    else:
+        hint = parsed.meta.get("arch") if isinstance(parsed.meta.get("arch"), str) else None
+        found = find_trunk(parsed.state, registry, arch=arch, hint_arch=hint)
+        if found is None:
+            sample = ", ".join(sorted(parsed.state)[:6])
+            raise CheckpointError(
+                f"cannot tell which encoder {p} holds (format {parsed.format}): no registered "
+                f"encoder recognises its {len(parsed.state)} tensors, such as {sample}",
+                _OPTIONS_HINT)
+        chosen, params = found.encoder, dict(found.params)
+        trunk, prefix = found.state, parsed.prefix + found.prefix
+        ignored = [parsed.prefix + k for k in found.ignored] + parsed.dropped
     spec = registry.get("encoder", chosen, where="--arch")
-    params: dict[str, Any] = dict(parsed.params)
-    if parsed.format != "sslc":
-        params.update({k: v for k, v in inferred_params.items() if k in spec.params.model_fields})
+    params = {k: v for k, v in params.items() if k in spec.params.model_fields}
     params.update(encoder_params or {})
     config = {"type": chosen, **params}
     try:
@@ -343,27 +373,25 @@ def load_encoder(
                               exc.hint or _OPTIONS_HINT) from None
 
     expected = encoder.state_dict()
-    trunk = _align(parsed.trunk, set(expected))
     mismatched = [f"{k} {tuple(v.shape)} vs encoder {tuple(expected[k].shape)}"
                   for k, v in trunk.items() if k in expected and v.shape != expected[k].shape]
     if mismatched:
         raise CheckpointError(
-            f"{p}: {len(mismatched)} tensor shapes do not match encoder {chosen!r}: "
+            f"{p}: {len(mismatched)} tensor shapes do not match encoder {chosen!r} {params}: "
             + "; ".join(mismatched[:4]) + (" ..." if len(mismatched) > 4 else ""),
-            f"the checkpoint was trained with another architecture (inferred "
-            f"{inferred_arch or 'unknown'}{', small_input' if inferred_params else ''}); "
-            "pass the right --arch",
+            "the checkpoint was trained with another architecture or parameters; "
+            "pass the right --arch (or let sslc infer it)",
         )
     usable = {k: v for k, v in trunk.items() if k in expected}
     missing = [k for k in expected if k not in usable and not _is_optional(k)]
     unexpected = sorted(k for k in trunk if k not in expected)
     report = LoadReport(path=str(p), format=parsed.format, arch=chosen, encoder_config=config,
-                        prefix=parsed.prefix, loaded=len(usable), missing=missing,
-                        unexpected=unexpected, ignored=sorted(parsed.ignored))
+                        prefix=prefix, loaded=len(usable), missing=missing,
+                        unexpected=unexpected, ignored=sorted(ignored))
     if not usable:
         raise CheckpointError(
-            f"{p}: none of its {len(parsed.trunk)} tensors match encoder {chosen!r} "
-            f"(format {parsed.format}, e.g. {', '.join(sorted(parsed.trunk)[:4])})",
+            f"{p}: none of its {len(trunk)} tensors match encoder {chosen!r} "
+            f"(format {parsed.format}, e.g. {', '.join(sorted(trunk)[:4])})",
             _OPTIONS_HINT)
     if strict and missing:
         raise CheckpointError(

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torchvision import transforms as T
@@ -28,46 +26,14 @@ from torchvision import transforms as T
 from ssl_core import progress as sslc_progress
 from ssl_core.atomic import atomic_path
 from ssl_core.errors import DataError
+from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
 from ssl_core.interfaces import Encoder, ImageRecord, ProbeSet
+from ssl_core.memory import ensure_fits
 from ssl_core.paths import cache_dir
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from ssl_core.progress import console, is_quiet
 
 #: bump when the preprocessing code changes in a way that changes pixel values
-PREPROCESS_VERSION = 1
-
-
-def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image fully (so truncation is detected here) as RGB; DataError if unreadable."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"image file not found: {path}",
-                        "check the dataset root (--data) and that the file was not moved") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}",
-                        "the file is truncated or not an image; re-download or remove it") from None
-
-
-def crop_box(img: Image.Image, box: Sequence[float] | None, path: Any = "") -> Image.Image:
-    """Crop an (x1, y1, x2, y2) pixel box; None keeps the whole image.
-
-    As the authors' `transforms.functional.crop` on PIL images: coordinates are rounded and
-    the part of a box outside the image is filled with black rather than clipped away, so
-    boxes that leave the frame give the same crops (and features) as their released code.
-    """
-    if box is None:
-        return img
-    x1, y1, x2, y2 = (float(v) for v in box)
-    if not all(map(math.isfinite, (x1, y1, x2, y2))) or round(x2) - round(x1) < 1 or round(y2) - round(y1) < 1:
-        raise DataError(
-            f"box {tuple(box)} of image {path} is empty or not finite",
-            "fix the annotation, or let the probe skip such boxes",
-        )
-    return img.crop((x1, y1, x2, y2))
+PREPROCESS_VERSION = 2  # 2: 16-bit images scaled instead of clipped
 
 
 def build_transform(image_size: tuple[int, int], mean: Sequence[float] = IMAGENET_MEAN,
@@ -123,6 +89,23 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@contextmanager
+def tf32(allowed: bool) -> Iterator[None]:
+    """Switch TF32 convolutions and matmuls on or off, restoring the previous setting.
+
+    cuDNN allows TF32 by default on Ampere and later GPUs; its 10-bit mantissa moves
+    features by ~1e-3 relative, enough to change top-K rankings. The authors' numbers
+    are fp32, so probing runs in full fp32 unless asked.
+    """
+    old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = allowed
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 def extract_features(
     encoder: Encoder | torch.nn.Module,
     probe_set: ProbeSet,
@@ -132,15 +115,22 @@ def extract_features(
     device: str | torch.device | None = None,
     progress: bool = True,
     description: str | None = None,
+    allow_tf32: bool = False,
 ) -> np.ndarray:
     """Pooled features (N x D float32) of every ProbeSet row, in row order.
 
-    The encoder runs in eval mode under inference_mode; its training flag and device
-    are restored afterwards so callers can keep training it.
+    The encoder runs in eval mode under inference_mode, in full fp32 unless
+    `allow_tf32`; its training flag and device are restored afterwards so callers can
+    keep training it.
     """
     if len(probe_set.items) == 0:
         raise DataError(f"probe {probe_set.probe!r} has no images",
                         "check the dataset root and the probe's dataset type")
+    dim = int(getattr(encoder, "feature_dim", 0) or 0)
+    # the batches and their concatenation are alive together at the end
+    ensure_fits(2 * 4 * dim * len(probe_set.items),
+                f"the features of probe {probe_set.probe!r} ({len(probe_set.items)} rows x {dim})",
+                "probe a smaller dataset, or use an encoder with fewer feature dimensions")
     dev = torch.device(device) if device is not None else default_device()
     images = ProbeImages(probe_set)
     loader = DataLoader(
@@ -158,7 +148,7 @@ def extract_features(
     chunks: list[np.ndarray] = []
     bar = sslc_progress.progress_bar() if progress else nullcontext(None)
     try:
-        with bar as prog, torch.inference_mode():
+        with bar as prog, torch.inference_mode(), tf32(allow_tf32):
             task = None
             if prog is not None:
                 task = prog.add_task(description or f"features {probe_set.probe}",
@@ -200,9 +190,11 @@ def probe_set_fingerprint(probe_set: ProbeSet) -> str:
 
 def feature_key_parts(encoder_id: str, probe_set: ProbeSet, encoder: torch.nn.Module | None = None,
                       mean: Sequence[float] = IMAGENET_MEAN,
-                      std: Sequence[float] = IMAGENET_STD) -> dict[str, Any]:
+                      std: Sequence[float] = IMAGENET_STD,
+                      allow_tf32: bool = False) -> dict[str, Any]:
     """Everything the features of `probe_set` depend on, as a JSON-able mapping."""
     return {
+        "precision": "tf32" if allow_tf32 else "fp32",
         "encoder_id": encoder_id,
         "encoder_class": None if encoder is None else f"{type(encoder).__module__}.{type(encoder).__qualname__}",
         "probe": probe_set.probe,
@@ -220,6 +212,7 @@ class FeatureCache:
         self.root = Path(root) if root is not None else cache_dir() / "features"
         self.hits = 0
         self.misses = 0
+        self.writable = True
 
     @staticmethod
     def key(key_parts: Mapping[str, Any] | Sequence[Any] | str) -> str:
@@ -238,14 +231,27 @@ class FeatureCache:
         except (OSError, ValueError):
             return None  # a damaged entry is recomputed and overwritten
 
-    def store(self, key: str, features: np.ndarray, key_parts: Any = None) -> Path:
+    def store(self, key: str, features: np.ndarray, key_parts: Any = None) -> Path | None:
+        """Write an entry; a cache that cannot be written is switched off with a warning,
+        never an error: the features in hand are what matters."""
+        if not self.writable:
+            return None
         path = self.path_for(key)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(features), allow_pickle=False)
-        if key_parts is not None:
-            meta = path.with_suffix(".json")
-            with atomic_path(meta) as tmp, open(tmp, "w") as fh:
-                json.dump(key_parts, fh, indent=2, sort_keys=True, default=str)
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(features), allow_pickle=False)
+            if key_parts is not None:
+                meta = path.with_suffix(".json")
+                with atomic_path(meta) as tmp, open(tmp, "w") as fh:
+                    json.dump(key_parts, fh, indent=2, sort_keys=True, default=str)
+        except OSError as exc:
+            self.writable = False
+            if not is_quiet():
+                console.print(f"[yellow]warning:[/yellow] feature cache {self.root} is not "
+                              f"writable ({exc.strerror or exc}); continuing without caching "
+                              "(set SSLC_CACHE_DIR to a writable folder to cache features)",
+                              highlight=False)
+            return None
         return path
 
     def get_or_compute(self, key_parts: Mapping[str, Any] | Sequence[Any] | str,
@@ -279,7 +285,8 @@ def features_for(
     if cache is False:
         return extract_features(encoder, probe_set, **extract_kwargs)
     store = cache if cache is not None else FeatureCache()
-    parts = feature_key_parts(encoder_id, probe_set, encoder)
+    parts = feature_key_parts(encoder_id, probe_set, encoder,
+                              allow_tf32=bool(extract_kwargs.get("allow_tf32", False)))
     return store.get_or_compute(parts, lambda: extract_features(encoder, probe_set, **extract_kwargs))
 
 

@@ -3,26 +3,32 @@
 Each hook receives a `register` callable::
 
     @hookimpl
-    def register_encoders(register):
-        register("resnet18", build_resnet18, params=ResNetParams, summary="torchvision ResNet-18")
+    def register_pair_samplers(register: Register) -> None:
+        register("aggressive-crop", AggressiveCrop, params=AggressiveCropParams,
+                 summary="two MoCo-v2 augmentations of one image")
 
-`register(name, factory, params=None, summary="")` adds one component. `factory` is
-called with the validated `params` model instance (an empty one when `params` is
-None) and returns the component. Parameter models should subclass
-`ssl_core.Params`, which rejects unknown keys.
+`register(name, cls, params=None, summary="")` adds one component: `cls` is the
+component's class, whose `__init__` takes the validated `params` model instance (an
+empty one when `params` is None). Parameter models subclass `ssl_core.Params`, which
+rejects unknown keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pluggy
+from pydantic import BaseModel
 
 hookspec = pluggy.HookspecMarker("sslc")
 hookimpl = pluggy.HookimplMarker("sslc")
 
-Register = Callable[..., None]
+class Register(Protocol):
+    """The callable each `register_*` hook receives."""
+
+    def __call__(self, name: str, cls: Callable[..., Any], *,
+                 params: type[BaseModel] | None = None, summary: str = "") -> None: ...
 
 
 @hookspec
@@ -55,6 +61,11 @@ def register_evaluators(register: Register) -> Any:
     """Register Evaluators: a downstream task and its metric."""
 
 
+@hookspec
+def register_checkpoint_formats(register: Register) -> Any:
+    """Register CheckpointFormats: where a training framework keeps the trunk's weights."""
+
+
 #: component kind -> hook name, in the order they are listed to users
 KIND_HOOKS: dict[str, str] = {
     "dataset": "register_datasets",
@@ -63,4 +74,5 @@ KIND_HOOKS: dict[str, str] = {
     "objective": "register_objectives",
     "invariance-probe": "register_invariance_probes",
     "evaluator": "register_evaluators",
+    "checkpoint-format": "register_checkpoint_formats",
 }

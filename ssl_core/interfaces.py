@@ -1,4 +1,4 @@
-"""The six component kinds. Core code talks to plugins only through these."""
+"""The component kinds. Core code talks to plugins only through these."""
 
 from __future__ import annotations
 
@@ -46,14 +46,26 @@ class Dataset(ABC):
     def records(self, subset: str | None = None) -> list[ImageRecord]:
         """Every image of `subset` (the first subset when None), in a stable order."""
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": type(self).__name__, "root": str(getattr(self, "root", ""))}
-
 
 class Encoder(nn.Module, ABC):
-    """A trunk network. `forward` returns globally pooled pre-FC features (N x feature_dim)."""
+    """A trunk network. `forward` returns globally pooled pre-FC features (N x feature_dim).
+
+    The class attributes and `infer_params` let sslc load the encoder's weights from
+    checkpoints written by other tools without the core knowing any architecture.
+    """
 
     feature_dim: int
+    #: state-dict keys every trunk of this class has; a checkpoint's trunk is found under
+    #: the prefix P for which P + each anchor key is present
+    anchor_keys: ClassVar[tuple[str, ...]] = ()
+    #: key prefixes of heads that checkpoints keep beside the trunk (ignored on load)
+    head_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def infer_params(cls, state: Mapping[str, Tensor]) -> dict[str, Any] | None:
+        """The params this encoder needs to hold `state` (trunk keys, prefix removed), or
+        None when `state` is not a trunk of this encoder."""
+        return None
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...
@@ -69,9 +81,6 @@ class PairSampler(ABC):
     @abstractmethod
     def pairs(self, dataset: Dataset) -> torch.utils.data.Dataset:
         """A torch dataset whose items are dicts with at least "query" and "key" tensors."""
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": type(self).__name__}
 
 
 @dataclass
@@ -143,6 +152,27 @@ class Evaluator(ABC):
         """Metrics of the frozen encoder; `progress`, when given, is a live rich Progress."""
 
 
+class CheckpointFormat(ABC):
+    """Where one training framework keeps the encoder's trunk in its checkpoints.
+
+    The core reads the file and flattens it to a `{dotted key: tensor}` mapping; a
+    format picks the trunk's tensors out of that mapping and, for `sslc export`, puts a
+    trunk back into the framework's layout.
+    """
+
+    @abstractmethod
+    def select(self, state: Mapping[str, Tensor], meta: Mapping[str, Any]
+               ) -> tuple[dict[str, Tensor], str] | None:
+        """The tensors of this layout's trunk (its prefix removed) and that prefix, or None
+        when `state` is not in this layout. `meta` holds the file's non-tensor entries."""
+
+    def export(self, trunk: Mapping[str, Tensor], encoder: Encoder,
+               encoder_config: Mapping[str, Any]) -> dict[str, Any]:
+        """A checkpoint in this layout holding `trunk` (the encoder's own state dict)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write checkpoints")
+
+
+#: what an object registered for each kind must be an instance of
 KIND_BASES: dict[str, type] = {
     "dataset": Dataset,
     "pair-sampler": PairSampler,
@@ -150,4 +180,5 @@ KIND_BASES: dict[str, type] = {
     "objective": ContrastiveObjective,
     "invariance-probe": InvarianceProbe,
     "evaluator": Evaluator,
+    "checkpoint-format": CheckpointFormat,
 }

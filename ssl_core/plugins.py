@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import traceback
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
@@ -70,63 +70,97 @@ class PluginHost:
         allow = _env_list("SSLC_LOAD_PLUGINS")
         block = _env_list("SSLC_DISABLE_PLUGINS") or set()
         eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        loaded: list[tuple[str, Any, str | None, str | None]] = []
         for ep in eps:
             if (allow is not None and ep.name not in allow) or ep.name in block:
                 self.skipped.append(ep.name)
                 continue
-            self._load_entry_point(ep)
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                self._fail(ep.name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                continue
+            dist = getattr(ep, "dist", None)
+            loaded.append((ep.name, module, getattr(dist, "version", None),
+                           getattr(dist, "name", None)))
+        self._add(loaded)
         if allow:
             missing = allow - {ep.name for ep in eps}
             for name in sorted(missing):
                 self._fail(name, "import", f"SSLC_LOAD_PLUGINS names {name!r}, but no installed "
                            f"package provides an {ENTRY_POINT_GROUP!r} entry point of that name", "")
 
-    def _load_entry_point(self, ep: EntryPoint) -> None:
-        try:
-            module = ep.load()
-        except Exception as exc:  # a broken plugin must not take the others down
-            self._fail(ep.name, "import", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-            return
-        dist = getattr(ep, "dist", None)
-        self.add_plugin(module, ep.name, version=getattr(dist, "version", None),
-                        distribution=getattr(dist, "name", None))
-
     def add_plugin(self, module: ModuleType | Any, name: str, version: str | None = None,
                    distribution: str | None = None) -> bool:
         """Register one plugin object; all of its components or none of them."""
-        if name in self.plugins:
-            self._fail(name, "register", f"a plugin named {name!r} is already loaded "
-                       f"(from {self.plugins[name].module})", "")
-            return False
-        try:
-            self.pm.register(module, name=name)
-        except Exception as exc:
-            self._fail(name, "register", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-            return False
-        pending: list[ComponentSpec] = []
-        try:
-            for kind, hook_name in hookspecs.KIND_HOOKS.items():
-                impl = getattr(module, hook_name, None)
-                if impl is None:
+        return name in self._add([(name, module, version, distribution)])
+
+    def _add(self, plugins: list[tuple[str, Any, str | None, str | None]]) -> set[str]:
+        """Register plugins with pluggy, then collect their components hook by hook.
+
+        Each hook is called through pluggy once per plugin (in pluggy's order, so
+        tryfirst/trylast are honoured, with every plugin's wrappers around it): a plugin
+        whose hook raises loses all of its components and is reported; the others keep
+        theirs. Returns the names of the plugins added.
+        """
+        meta: dict[str, tuple[Any, str | None, str | None]] = {}
+        for name, module, version, distribution in plugins:
+            if name in self.plugins or self.pm.get_plugin(name) is not None:
+                where = self.plugins[name].module if name in self.plugins else "another object"
+                self._fail(name, "register", f"a plugin named {name!r} is already loaded "
+                           f"(from {where})", "")
+                continue
+            try:
+                self.pm.register(module, name=name)
+            except Exception as exc:
+                self._fail(name, "register", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                continue
+            meta[name] = (module, version, distribution)
+        pending: dict[str, list[ComponentSpec]] = {name: [] for name in meta}
+        failed: set[str] = set()
+        for kind, hook_name in hookspecs.KIND_HOOKS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            impls = hook.get_hookimpls()  # pluggy calls them last to first
+            wrappers = {i.plugin_name for i in impls if i.hookwrapper or i.wrapper}
+            everyone = {i.plugin_name for i in impls}
+            for impl in reversed(impls):
+                name = impl.plugin_name
+                if name not in meta or name in failed or impl.hookwrapper or impl.wrapper:
                     continue
+                others = [self.pm.get_plugin(n) for n in everyone - wrappers - {name}]
+                caller = self.pm.subset_hook_caller(hook_name, others)
+                version = meta[name][1]
 
-                def register(reg_name: str, factory: Any, params: Any = None, summary: str = "",
-                             _kind: str = kind) -> None:
-                    pending.append(make_spec(_kind, name, version, reg_name, factory, params, summary))
+                def register(reg_name: str, cls: Any, params: Any = None, summary: str = "",
+                             _kind: str = kind, _name: str = name, _v: str | None = version) -> None:
+                    pending[_name].append(make_spec(_kind, _name, _v, reg_name, cls, params, summary))
 
-                impl(register=register)
-        except Exception as exc:
-            self.pm.unregister(module)
-            detail = traceback.format_exc()
-            message = exc.message if isinstance(exc, SslcError) else f"{type(exc).__name__}: {exc}"
-            self._fail(name, "register", message, detail)
-            return False
-        info = PluginInfo(name, getattr(module, "__name__", repr(module)), version, distribution)
-        for spec in pending:
-            self.registry.add(spec)
-            info.components.setdefault(spec.kind, []).append(spec.name)
-        self.plugins[name] = info
-        return True
+                try:
+                    caller(register=register)
+                except Exception as exc:
+                    failed.add(name)
+                    message = exc.message if isinstance(exc, SslcError) else f"{type(exc).__name__}: {exc}"
+                    self._fail(name, "register", message, traceback.format_exc())
+        added: set[str] = set()
+        for name, (module, version, distribution) in meta.items():
+            if name in failed:
+                self.pm.unregister(name=name)
+                continue
+            info = PluginInfo(name, getattr(module, "__name__", repr(module)), version, distribution)
+            for spec in pending[name]:
+                info.components.setdefault(spec.kind, []).append(spec.name)
+            self.plugins[name] = info
+            added.add(name)
+        # components enter the registry in pluggy's call order, kind by kind
+        order = {name: i for i, name in enumerate(meta)}
+        for kind, hook_name in hookspecs.KIND_HOOKS.items():
+            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+            rank = {i.plugin_name: n for n, i in enumerate(reversed(impls))}
+            for name in sorted(added, key=lambda n: (rank.get(n, len(rank)), order[n])):
+                for spec in pending[name]:
+                    if spec.kind == kind:
+                        self.registry.add(spec)
+        return added
 
     def _fail(self, name: str, stage: str, error: str, detail: str) -> None:
         failure = PluginFailure(name, stage, error, detail)

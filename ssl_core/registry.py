@@ -1,4 +1,8 @@
-"""Named components of each kind, remembering which plugin registered them."""
+"""Named components of each kind, remembering which plugin registered them.
+
+A component is registered as its class (`factory`), whose `__init__` takes the
+validated params model.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ class NoParams(Params):
 class ComponentSpec:
     kind: str
     name: str
-    factory: Callable[..., Any]
+    cls: Callable[..., Any]  # the component class; called with the params model
     params: type[BaseModel]
     summary: str
     plugin: str
@@ -140,14 +144,30 @@ class Registry:
 
     def create(self, kind: str, config: Mapping[str, Any], where: str = "") -> Any:
         spec, params = self.validate(kind, config, where)
-        return spec.factory(params)
+        return build(spec, params)
+
+
+def build(spec: ComponentSpec, params: BaseModel) -> Any:
+    """Instantiate a component, checking it is what its kind promises."""
+    from ssl_core.interfaces import KIND_BASES
+
+    obj = spec.cls(params)
+    base = KIND_BASES[spec.kind]
+    if not isinstance(obj, base):
+        raise ComponentError(
+            f"plugin {spec.plugin!r}: {spec.kind} {spec.name!r} built a "
+            f"{type(obj).__module__}.{type(obj).__qualname__}, not a {base.__name__}",
+            f"the class registered for a {spec.kind} must subclass ssl_core.{base.__name__}; "
+            "report this to the plugin's author")
+    return obj
 
 
 def make_spec(kind: str, plugin: str, version: str | None, name: str,
-              factory: Callable[..., Any], params: type[BaseModel] | None, summary: str) -> ComponentSpec:
+              cls: Callable[..., Any], params: type[BaseModel] | None, summary: str) -> ComponentSpec:
     if not isinstance(name, str) or not name:
         raise ComponentError(f"plugin {plugin!r} registered a {kind} with an empty or non-string name")
-    if not callable(factory):
-        raise ComponentError(f"plugin {plugin!r}: factory for {kind} {name!r} is not callable")
+    if not callable(cls):
+        raise ComponentError(f"plugin {plugin!r}: the class registered for {kind} {name!r} "
+                             "is not callable")
     model = _forbid_extra(params) if params is not None else NoParams
-    return ComponentSpec(kind, name, factory, model, summary, plugin, version)
+    return ComponentSpec(kind, name, cls, model, summary, plugin, version)

@@ -16,8 +16,10 @@ import yaml
 
 from ssl_core.atomic import write_json, write_text
 from ssl_core.errors import SslcError
+from ssl_core.features import FeatureCache
 from ssl_core.fingerprint import fingerprint
 from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, ProbeSet
+from ssl_core.probing import encoder_identity, measure, seeded_encoder
 from ssl_core.progress import console, is_quiet, progress_bar
 from ssl_core.recipe import LoadedRecipe, ModelConfig
 from ssl_core.registry import Registry
@@ -43,19 +45,33 @@ def _read_result(path: Path, fp: str) -> dict[str, Any] | None:
     return data if data.get("fingerprint") == fp else None
 
 
+def _read_existing(path: Path) -> dict[str, Any] | None:
+    """A result left by an earlier run, for stages not chosen this time."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 class Runner:
     def __init__(self, loaded: LoadedRecipe, registry: Registry, *, run_dir: Path,
-                 device: str = "auto", force: bool = False) -> None:
+                 device: str = "auto", force: bool = False,
+                 seeds: Sequence[int] | None = None) -> None:
         self.loaded = loaded
         self.recipe = loaded.recipe
         self.registry = registry
         self.run_dir = run_dir
         self.device = pick_device(device)
         self.force = force
+        self.stages: tuple[str, ...] = STAGES
+        #: every trained model is trained and measured once per seed, in run_dir/seed-N/
+        self.seeds: list[int] = list(seeds if seeds is not None else (loaded.recipe.seeds or []))
         self._data_root: Path | None = None
         self._datasets: dict[str, Dataset] = {}
-        self._encoders: dict[str, tuple[Encoder, str]] = {}
+        self._encoders: dict[tuple[str, int | None], tuple[Encoder, str]] = {}
         self._probe_sets: dict[str, ProbeSet] = {}
+        self.cache = FeatureCache()
 
     def log(self, message: str) -> None:
         if not is_quiet():
@@ -103,32 +119,51 @@ class Runner:
                     "world": self.recipe.world}
         return fingerprint(model.model_dump(mode="json"), data)
 
-    def encoder(self, name: str) -> tuple[Encoder, str]:
-        """The model's encoder (trained, loaded or random) and an id for feature caching."""
-        if name in self._encoders:
-            return self._encoders[name]
+    def _dir(self, seed: int | None) -> Path:
+        return self.run_dir if seed is None else self.run_dir / f"seed-{seed}"
+
+    def _model(self, name: str, seed: int | None) -> ModelConfig:
+        """The model's config, with `seed` as its initialisation and training seed."""
         model = self.recipe.models[name]
-        model_dir = self.run_dir / "models" / name
-        seed_everything(model.init_seed)
+        if seed is None or model.train is None:
+            return model
+        return model.model_copy(update={"init_seed": seed,
+                                        "train": model.train.model_copy(update={"seed": seed})})
+
+    def seeds_of(self, name: str) -> list[int | None]:
+        """Trained models run once per seed; loaded and random ones once."""
+        if self.seeds and self.recipe.models[name].train is not None:
+            return list(self.seeds)
+        return [None]
+
+    def encoder(self, name: str, seed: int | None = None) -> tuple[Encoder, str]:
+        """The model's encoder (trained, loaded or random) and its identity (weights digest)."""
+        if (name, seed) in self._encoders:
+            return self._encoders[(name, seed)]
+        model = self._model(name, seed)
+        model_dir = self._dir(seed) / "models" / name
         if model.train is not None:
-            encoder, enc_id = self._train(name, model, model_dir)
+            encoder = self._train(name, model, model_dir)
         elif model.checkpoint is not None:
-            from ssl_core.checkpoints import checkpoint_digest, load_encoder
+            from ssl_core.checkpoints import load_encoder
 
             path = model.checkpoint.path.expanduser()
             params = {k: v for k, v in model.encoder.items() if k != "type"}
             encoder, _ = load_encoder(path, format=model.checkpoint.format, arch=model.encoder["type"],
                                       prefix_map=model.checkpoint.prefix_map or None,
                                       encoder_params=params, registry=self.registry)
-            enc_id = f"checkpoint:{checkpoint_digest(path)}:{fingerprint(model.encoder, model.checkpoint.model_dump(mode='json'))}"
         else:
-            encoder = self.registry.create("encoder", model.encoder, where=f"models.{name}.encoder")
-            enc_id = f"random:{fingerprint(model.encoder, model.init_seed)}"
+            encoder = seeded_encoder(self.registry, model.encoder, model.init_seed,
+                                     where=f"models.{name}.encoder")
         encoder.eval()
-        self._encoders[name] = (encoder, enc_id)
-        return encoder, enc_id
+        self._encoders[(name, seed)] = (encoder, encoder_identity(encoder))
+        return self._encoders[(name, seed)]
 
-    def _train(self, name: str, model: ModelConfig, model_dir: Path) -> tuple[Encoder, str]:
+    def _redo(self, stage: str) -> bool:
+        """`--force` redoes the stages chosen with it, never the ones only reused."""
+        return self.force and stage in self.stages
+
+    def _train(self, name: str, model: ModelConfig, model_dir: Path) -> Encoder:
         from ssl_core.trainer import Trainer, load_checkpoint
 
         assert model.train is not None
@@ -136,15 +171,22 @@ class Runner:
         fp = self._model_fingerprint(name, model)
         result_path = model_dir / "train.json"
         ckpt_path = model_dir / "checkpoint.pt"
-        encoder = self.registry.create("encoder", model.encoder, where=f"models.{name}.encoder")
-        done = None if self.force else _read_result(result_path, fp)
+        seed_everything(model.init_seed)
+        encoder = seeded_encoder(self.registry, model.encoder, model.init_seed,
+                                 where=f"models.{name}.encoder")
+        redo = self._redo("train")
+        done = None if redo else _read_result(result_path, fp)
         if done is not None and ckpt_path.exists():
             ckpt = load_checkpoint(ckpt_path)
             if ckpt.get("fingerprint") == fp and ckpt.get("done"):
                 encoder.load_state_dict(ckpt["encoder_state_dict"])
                 self.log(f"[dim]train {name}: up to date, skipped ({result_path})[/dim]")
-                return encoder, f"run:{fp}:{ckpt['step']}"
-        if self.force and ckpt_path.exists():
+                return encoder
+        if "train" not in self.stages:
+            raise SslcError(f"model {name!r} has not been trained in {self.run_dir} "
+                            f"(no finished {ckpt_path.name} matching the recipe)",
+                            "add train to --stages, or run without --stages")
+        if redo and ckpt_path.exists():
             ckpt_path.unlink()
         objective = self.registry.create("objective", t.objective, where=f"models.{name}.train.objective")
         objective.bind(encoder)
@@ -160,7 +202,7 @@ class Runner:
             "images_per_s": result.images_per_s, "resumed_from_step": result.resumed_from_step,
             "device": str(self.device), "checkpoint": str(ckpt_path), "loss_history": result.history,
         })
-        return encoder, f"run:{fp}:{result.steps}"
+        return encoder
 
     # -- probe ------------------------------------------------------------------------------
     def _probe_set(self, name: str, probe: InvarianceProbe, dataset_name: str | None,
@@ -175,56 +217,74 @@ class Runner:
             self._probe_sets[name] = probe.build(dataset)
         return self._probe_sets[name]
 
-    def probe(self, model_name: str, probe_name: str) -> dict[str, Any]:
-        from ssl_core.features import features_for
-        from ssl_core.ris import representation_invariance_score
-
+    def probe(self, model_name: str, probe_name: str, seed: int | None = None) -> dict[str, Any]:
         settings = self.recipe.probe_settings
         cfg = dict(self.recipe.probes[probe_name])
         dataset_name = cfg.pop("dataset", None)
         probe = self.registry.create("invariance-probe", cfg, where=f"probes.{probe_name}")
         ds_cfg = (self.resolved_config(self.recipe.datasets[dataset_name]) if dataset_name
                   else self.resolved_config({"type": probe.dataset_type}))
-        encoder, enc_id = self.encoder(model_name)
-        fp = fingerprint(enc_id, cfg, ds_cfg, self.recipe.world, settings.top_k)
-        out = self.run_dir / "probes" / model_name / f"{probe_name}.json"
-        cached = None if self.force else _read_result(out, fp)
+        encoder, enc_id = self.encoder(model_name, seed)
+        fp = fingerprint(enc_id, cfg, ds_cfg, self.recipe.world, settings.model_dump(mode="json"))
+        out = self._dir(seed) / "probes" / model_name / f"{probe_name}.json"
+        cached = None if self._redo("probe") else _read_result(out, fp)
         if cached is not None:
             self.log(f"[dim]probe {model_name}/{probe_name}: up to date, skipped[/dim]")
             return cached
         probe_set = self._probe_set(probe_name, probe, dataset_name, ds_cfg)
-        feats = features_for(
-            encoder, probe_set, enc_id, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, device=self.device,
+        row, _ = measure(
+            encoder, probe, probe_set, top_k=settings.top_k, cache=self.cache,
+            encoder_id=enc_id, batch_size=settings.batch_size, num_workers=settings.num_workers,
+            device=self.device, allow_tf32=settings.allow_tf32, resamples=settings.resamples,
             description=f"features {model_name}/{probe_name}")
-        ris = representation_invariance_score(feats, probe_set.trajectories(), probe_set.labels(),
-                                              top_k=tuple(settings.top_k))
         result = {"stage": "probe", "model": model_name, "probe": probe_name, "type": cfg["type"],
-                  "invariance": probe.invariance, "fingerprint": fp, **ris.as_dict(),
-                  "probe_stats": probe_set.stats}
+                  "seed": seed, "fingerprint": fp, "device": str(self.device), **row}
         write_json(out, result)
         return result
 
     # -- evaluate ---------------------------------------------------------------------------
-    def evaluate(self, model_name: str, eval_name: str) -> dict[str, Any]:
+    def evaluate(self, model_name: str, eval_name: str, seed: int | None = None) -> dict[str, Any]:
         cfg = dict(self.recipe.evaluations[eval_name])
         only = cfg.pop("model", None)
-        encoder, enc_id = self.encoder(model_name)
+        if only is not None and only != model_name:
+            return {}
+        encoder, enc_id = self.encoder(model_name, seed)
         fp = fingerprint(enc_id, cfg)
-        out = self.run_dir / "evaluations" / model_name / f"{eval_name}.json"
-        cached = None if self.force else _read_result(out, fp)
-        if cached is not None or (only is not None and only != model_name):
-            return cached or {}
+        out = self._dir(seed) / "evaluations" / model_name / f"{eval_name}.json"
+        cached = None if self._redo("evaluate") else _read_result(out, fp)
+        if cached is not None:
+            return cached
         evaluator = self.registry.create("evaluator", cfg, where=f"evaluations.{eval_name}")
         with progress_bar() as progress:
             metrics = evaluator.evaluate(encoder, progress=None if is_quiet() else progress)
         result = {"stage": "evaluate", "model": model_name, "evaluation": eval_name,
-                  "fingerprint": fp, "metrics": metrics}
+                  "seed": seed, "fingerprint": fp, "device": str(self.device), "metrics": metrics}
         write_json(out, result)
         return result
 
     # -- all --------------------------------------------------------------------------------
+    def _stage(self, stage: str, model: str, names: Sequence[str], kind: str
+               ) -> dict[str, Any]:
+        """One stage's results for a model: computed (or up to date) when the stage was
+        chosen, else whatever an earlier run left on disk. With seeds, a trained model's
+        result per name is the list of per-seed results."""
+        out: dict[str, Any] = {}
+        for name in names:
+            per_seed = []
+            for seed in self.seeds_of(model):
+                res: dict[str, Any] | None
+                if stage in self.stages:
+                    res = (self.probe if stage == "probe" else self.evaluate)(model, name, seed)
+                else:
+                    res = _read_existing(self._dir(seed) / kind / model / f"{name}.json")
+                if res:
+                    per_seed.append(res)
+            if per_seed:
+                out[name] = per_seed if self.seeds_of(model) != [None] else per_seed[0]
+        return out
+
     def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
+        self.stages = tuple(stages)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text(self.run_dir / "recipe.resolved.yaml",
                    yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=False))
@@ -233,11 +293,10 @@ class Runner:
         evaluations: dict[str, dict[str, Any]] = {}
         for model in r.models:
             if "train" in stages:
-                self.encoder(model)
-            if "probe" in stages:
-                probes[model] = {p: self.probe(model, p) for p in r.probes}
-            if "evaluate" in stages:
-                evaluations[model] = {e: self.evaluate(model, e) for e in r.evaluations}
+                for seed in self.seeds_of(model):
+                    self.encoder(model, seed)
+            probes[model] = self._stage("probe", model, list(r.probes), "probes")
+            evaluations[model] = self._stage("evaluate", model, list(r.evaluations), "evaluations")
         report = build_report(r, probes, evaluations, device=str(self.device))
         if "report" in stages:
             write_json(self.run_dir / "report.json", report["json"])

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_core.checkpoints import FORMATS, LoadReport, checkpoint_digest, load_encoder
+from ssl_core.checkpoints import LoadReport, checkpoint_digest, formats, load_encoder
 from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import ComponentError, DataError
-from ssl_core.features import FeatureCache, features_for, rows_metadata
+from ssl_core.features import FeatureCache, rows_metadata
 from ssl_core.interfaces import Encoder
 from ssl_core.plugins import get_registry
+from ssl_core.probing import encoder_identity, measure, seeded_encoder
 from ssl_core.progress import console, is_quiet
 from ssl_core.registry import Registry
 
 RANDOM_PREFIX = "random:"
+#: the seed of `random:ARCH` encoders, as a recipe model's default `init_seed`
 RANDOM_SEED = 0
 
 
@@ -56,57 +55,50 @@ def _parse_data(items: Sequence[str], registry: Registry) -> tuple[str | None, d
     return default, by_type
 
 
-def _random_encoder(spec: str, registry: Registry) -> tuple[Encoder, str, dict[str, Any]]:
+def _random_encoder(spec: str, registry: Registry) -> tuple[Encoder, dict[str, Any]]:
     """A randomly initialised encoder with a fixed seed: the 'no learning' baseline."""
     arch = spec[len(RANDOM_PREFIX):]
     if not arch:
         raise ComponentError("--checkpoint random: needs an architecture, e.g. random:resnet50",
                              f"available encoders: {', '.join(registry.names('encoder'))}")
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(RANDOM_SEED)
-        encoder = registry.create("encoder", {"type": arch}, where="--checkpoint random:")
-    finally:
-        torch.random.set_rng_state(state)
-    h = hashlib.sha256()
-    for key, tensor in encoder.state_dict().items():
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    info = {"checkpoint": spec, "arch": arch, "seed": RANDOM_SEED, "format": "random"}
-    return encoder.eval(), f"random:{arch}:{h.hexdigest()}", info
+    encoder = seeded_encoder(registry, {"type": arch}, RANDOM_SEED, where="--checkpoint random:")
+    return encoder.eval(), {"checkpoint": spec, "arch": arch, "seed": RANDOM_SEED,
+                            "format": "random"}
 
 
 def _save_path(base: Path, probe: str, several: bool) -> Path:
     return base.with_name(f"{base.stem}.{probe}{base.suffix}") if several else base
 
 
+def _cell(row: dict[str, Any], k: int) -> str:
+    value = row.get(f"top{k}")
+    if not isinstance(value, float | int):
+        return "-"
+    interval = (row.get("intervals") or {}).get(f"top{k}")
+    if interval:
+        return f"{value:.2f} [{interval['low']:.1f}, {interval['high']:.1f}]"
+    return f"{value:.2f}"
+
+
 def _table(rows: list[dict[str, Any]], top_k: Sequence[int], title: str) -> Table:
     table = Table(title=title)
     for col in ("probe", "invariance", "rows", "trajectories"):
-        table.add_column(col, justify="left" if col in ("probe", "invariance") else "right")
+        table.add_column(col, justify="left" if col in ("probe", "invariance") else "right",
+                         no_wrap=col == "probe")
     for k in top_k:
-        table.add_column(f"top-{k}", justify="right")
+        table.add_column(f"top-{k} [95% CI]", justify="right")
     for r in rows:
         traj = str(r["num_trajectories"])
         if r["num_skipped"]:
             traj += f" (+{r['num_skipped']} short)"
         table.add_row(r["probe"], r.get("invariance") or "", str(r["num_rows"]), traj,
-                      *[f"{r['scores'][str(k)]:.2f}" for k in top_k])
+                      *[_cell(r, k) for k in top_k])
     return table
 
 
 def _say(text: str) -> None:
     if not is_quiet():
         console.print(text, highlight=False)
-
-
-def _score(feat: np.ndarray, trajectories: Any, classes: Any, top_k: Sequence[int]) -> dict[str, Any]:
-    from ssl_core.ris import representation_invariance_score
-
-    ris = representation_invariance_score(feat, trajectories, classes, top_k=tuple(top_k))
-    out = ris.as_dict()
-    out["scores"] = {str(k): float(v) for k, v in sorted(ris.scores.items())}
-    return out
 
 
 def _report_load(report: LoadReport) -> None:
@@ -127,8 +119,9 @@ def _report_load(report: LoadReport) -> None:
               help="Invariance probe (repeatable), e.g. aloi-viewpoint; see `sslc plugins`.")
 @click.option("--data", "data", multiple=True, metavar="ROOT|TYPE=ROOT",
               help="Dataset root for the probes' datasets (TYPE=ROOT for one dataset type).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="Checkpoint layout.")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              help="Checkpoint layout: auto, plain, sslc or a registered format (moco, "
+                   "torchvision, ...; see `sslc plugins`).")
 @click.option("--arch", default=None, help="Encoder architecture (default: from the checkpoint).")
 @click.option("--prefix-map", "prefix_map", multiple=True, metavar="OLD=NEW",
               help="Rename checkpoint key prefixes before loading (repeatable).")
@@ -144,12 +137,17 @@ def _report_load(report: LoadReport) -> None:
               help="Write the features as alldata.pth (+ paths, boxes); with several probes, "
                    "one file each: FILE with the probe name before the suffix.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
+@click.option("--allow-tf32", is_flag=True,
+              help="Let GPU convolutions use TF32 (faster; the authors' numbers are fp32).")
+@click.option("--resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap resamples for each score's 95% interval (0: no intervals).")
 @quiet_option
 @json_option
 def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str, ...],
           data: tuple[str, ...], fmt: str, arch: str | None, prefix_map: tuple[str, ...],
           strict: bool, top_k: tuple[int, ...], batch_size: int, workers: int, device: str,
-          save_features: Path | None, no_cache: bool, as_json: bool) -> None:
+          save_features: Path | None, no_cache: bool, allow_tf32: bool, resamples: int,
+          as_json: bool) -> None:
     """Measure invariance (top-K RIS) of a checkpoint on invariance probes.
 
     \b
@@ -164,7 +162,7 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
         if probes or data or save_features:
             raise click.UsageError("--features scores a feature file as it is: "
                                    "--probe, --data and --save-features need --checkpoint")
-        result = _probe_features_file(features_file, top_k)
+        result = _probe_features_file(features_file, top_k, resamples)
     else:
         if not probes:
             raise click.UsageError("--checkpoint needs at least one --probe NAME")
@@ -174,7 +172,8 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
             checkpoint or "", probes, data, fmt=fmt, arch=arch,
             prefix_map=_parse_prefix_map(prefix_map), strict=strict, top_k=top_k,
             batch_size=batch_size, workers=workers, device=None if device == "auto" else device,
-            save_features=save_features, use_cache=not no_cache)
+            save_features=save_features, use_cache=not no_cache, allow_tf32=allow_tf32,
+            resamples=resamples)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -182,20 +181,26 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
         Console().print(_table(result["probes"], top_k, title))  # stdout: the result
 
 
-def _probe_features_file(path: Path, top_k: Sequence[int]) -> dict[str, Any]:
+def _probe_features_file(path: Path, top_k: Sequence[int], resamples: int) -> dict[str, Any]:
     from ssl_core.interop import load_alldata
+    from ssl_core.ris import representation_invariance_score
 
     data = load_alldata(path)
-    row = {"probe": path.stem, "invariance": "", "features_file": str(path),
-           **_score(data.feat, data.instance, data.classes, top_k)}
+    ris = representation_invariance_score(data.feat, data.instance, data.classes,
+                                          top_k=tuple(top_k), resamples=resamples)
+    row = {"probe": path.stem, "invariance": "", "features_file": str(path), **ris.as_dict()}
     return {"source": {"features": str(path)}, "top_k": list(top_k), "probes": [row]}
 
 
 def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str], *, fmt: str,
                       arch: str | None, prefix_map: dict[str, str] | None, strict: bool,
                       top_k: Sequence[int], batch_size: int, workers: int, device: str | None,
-                      save_features: Path | None, use_cache: bool) -> dict[str, Any]:
+                      save_features: Path | None, use_cache: bool, allow_tf32: bool,
+                      resamples: int) -> dict[str, Any]:
     registry = get_registry()
+    if fmt not in formats(registry):
+        raise click.BadParameter(f"{fmt!r} is not a checkpoint format; choose from "
+                                 f"{', '.join(formats(registry))}", param_hint="--format")
     default_root, roots = _parse_data(data, registry)
     # build every probe first, so a typo in the last --probe fails before any work
     probe_objs = [registry.create("invariance-probe", {"type": name}, where="--probe")
@@ -206,19 +211,16 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
                             f"add --data ROOT or --data {p.dataset_type}=ROOT")
 
     if checkpoint.startswith(RANDOM_PREFIX):
-        encoder, encoder_id, source = _random_encoder(checkpoint, registry)
+        encoder, source = _random_encoder(checkpoint, registry)
     else:
         path = Path(checkpoint).expanduser()
         encoder, report = load_encoder(path, format=fmt, arch=arch, prefix_map=prefix_map,
                                        strict=strict, registry=registry)
         _report_load(report)
-        # the load options decide which tensors end up where, so they are part of the identity
-        options = json.dumps([report.format, report.encoder_config, prefix_map, strict],
-                             sort_keys=True)
-        digest = checkpoint_digest(path)
-        encoder_id = f"checkpoint:{digest}:{options}"
-        source = {"checkpoint": str(path), "sha256": digest, "format": report.format,
-                  "arch": report.arch, "load_report": report.as_dict()}
+        source = {"checkpoint": str(path), "sha256": checkpoint_digest(path),
+                  "format": report.format, "arch": report.arch, "load_report": report.as_dict()}
+    encoder_id = encoder_identity(encoder)
+    source["encoder_id"] = encoder_id
 
     cache = FeatureCache() if use_cache else None
     rows: list[dict[str, Any]] = []
@@ -227,24 +229,19 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
         dataset = registry.create("dataset", {"type": p.dataset_type, "root": root}, where="--data")
         dataset.prepare()
         probe_set = p.build(dataset)
-        hits = cache.hits if cache is not None else 0
-        feat = features_for(encoder, probe_set, encoder_id,
-                            cache=cache if cache is not None else False,
-                            batch_size=batch_size, num_workers=workers, device=device,
-                            description=f"features {name}")
-        cached = "off" if cache is None else ("hit" if cache.hits > hits else "miss")
-        trajectories, labels = probe_set.trajectories(), probe_set.labels()
-        row: dict[str, Any] = {"probe": name, "invariance": getattr(p, "invariance", ""),
-                               "dataset": p.dataset_type, "data_root": str(root),
-                               "feature_dim": int(feat.shape[1]), "cache": cached,
-                               **_score(feat, trajectories, labels, top_k),
-                               "probe_stats": probe_set.stats}
+        measured, feat = measure(encoder, p, probe_set, top_k=top_k, cache=cache,
+                                 encoder_id=encoder_id, batch_size=batch_size,
+                                 num_workers=workers, device=device, allow_tf32=allow_tf32,
+                                 resamples=resamples, description=f"features {name}")
+        row: dict[str, Any] = {"probe": name, "dataset": p.dataset_type, "data_root": str(root),
+                               **measured}
         if save_features is not None:
             from ssl_core.interop import save_alldata
 
             out = _save_path(save_features, name, len(probes) > 1)
             paths, boxes = rows_metadata(probe_set)
-            save_alldata(out, feat, trajectories, labels, paths=paths, boxes=boxes)
+            save_alldata(out, feat, probe_set.trajectories(), probe_set.labels(), paths=paths,
+                         boxes=boxes)
             row["features_file"] = str(out)
             _say(f"[dim]features of {name} saved to {out}[/dim]")
         rows.append(row)

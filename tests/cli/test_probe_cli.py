@@ -93,8 +93,10 @@ def test_features_file_scoring(sslc, tmp_path: Path) -> None:
     doc = json.loads(res.out)
     expected = representation_invariance_score(feat, traj, classes, top_k=(5, 10))
     [row] = doc["probes"]
-    assert row["scores"] == {"5": pytest.approx(expected.scores[5]),
-                             "10": pytest.approx(expected.scores[10])}
+    assert row["top5"] == pytest.approx(expected.scores[5])
+    assert row["top10"] == pytest.approx(expected.scores[10])
+    for k in ("top5", "top10"):  # an interval that holds the score
+        assert row["intervals"][k]["low"] <= row[k] <= row["intervals"][k]["high"]
     assert row["num_rows"] == 60 and row["num_trajectories"] == 12 and row["num_classes"] == 3
     # the table form names the probe and prints both K
     res = sslc("probe", "--features", str(path), "--top-k", "5", "--top-k", "10")
@@ -123,7 +125,7 @@ def test_bad_checkpoint_and_probe_are_clean_errors(sslc, tmp_path: Path) -> None
     res = sslc("probe", "--checkpoint", str(bad), "--probe", probe, "--data", str(tmp_path))
     assert res.code == 2
     err = " ".join(res.err.split())  # rich wraps long lines
-    assert "notes.pth is not a readable torch checkpoint" in err and "Traceback" not in err
+    assert "notes.pth is not a torch checkpoint" in err and "Traceback" not in err
     res = sslc("probe", "--checkpoint", "random:resnet18", "--probe", "got10k-occlusio",
                "--data", str(tmp_path))
     assert res.code == 2 and "did you mean 'got10k-occlusion'" in " ".join(res.err.split())
@@ -159,7 +161,7 @@ def test_checkpoint_probe_save_features_and_cache(sslc, tmp_path: Path, got_root
     assert len(saved.paths) == 27 and saved.paths[0].endswith(".jpg")
     assert saved.boxes.shape == (27, 4) and not np.isnan(saved.boxes).any()
     again = representation_invariance_score(saved.feat, saved.instance, saved.classes)
-    assert again.scores[10] == pytest.approx(row["scores"]["10"])
+    assert again.scores[10] == pytest.approx(row["top10"])
     # the features are those of the checkpoint's weights: recompute one row by hand
     enc = get_registry().create("encoder", {"type": "resnet18"})
     enc.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")})
@@ -174,7 +176,7 @@ def test_checkpoint_probe_save_features_and_cache(sslc, tmp_path: Path, got_root
     res2 = sslc(*args[:-2], "--top-k", "10", "--json")
     row2 = json.loads(res2.out)["probes"][0]
     assert row2["cache"] == "hit"
-    assert row2["scores"]["10"] == pytest.approx(row["scores"]["10"])
+    assert row2["top10"] == pytest.approx(row["top10"])
     # --no-cache recomputes
     res3 = sslc(*args[:-2], "--no-cache", "--json")
     assert json.loads(res3.out)["probes"][0]["cache"] == "off"
@@ -186,8 +188,8 @@ def test_checkpoint_probe_save_features_and_cache(sslc, tmp_path: Path, got_root
 def test_random_baseline_is_seeded(sslc, got_root: Path) -> None:
     args = ["probe", "--checkpoint", "random:resnet18", "--probe", "got10k-occlusion",
             "--data", str(got_root), "--workers", "0", "--no-cache", "--json"]
-    a = json.loads(sslc(*args).out)["probes"][0]["scores"]
-    b = json.loads(sslc(*args).out)["probes"][0]["scores"]
+    a = json.loads(sslc(*args).out)["probes"][0]
+    b = json.loads(sslc(*args).out)["probes"][0]
     assert a == b
 
 
@@ -224,7 +226,7 @@ def test_aloi_viewpoint_end_to_end(sslc, tmp_path: Path) -> None:
     assert doc["source"]["format"] == "moco"
     [row] = doc["probes"]
     assert row["num_rows"] == 3 * 72 and row["num_trajectories"] == 3
-    assert 0 < row["scores"]["10"] <= 100 * 20
+    assert 0 < row["top10"] <= 100 * 20
 
 
 def test_aloi_fixture_image(tmp_path: Path) -> None:
@@ -235,3 +237,30 @@ def test_aloi_fixture_image(tmp_path: Path) -> None:
     a, b = (np.asarray(Image.open(root / "aloi_red2_view" / "1" / f"1_r{x}.png")) for x in (0, 90))
     assert a.shape == (144, 192, 3) and not np.array_equal(a, b)
     assert zlib.crc32(a.tobytes()) != zlib.crc32(b.tobytes())
+
+
+def test_probe_then_recipe_on_the_same_checkpoint_extracts_once(sslc, tmp_path: Path,
+                                                                 got_root: Path) -> None:
+    """`sslc probe` and a recipe share one probing path, so they share the feature cache."""
+    ckpt = tmp_path / "moco-like.pth"
+    write_torchvision_checkpoint(ckpt)
+    res = sslc("probe", "--checkpoint", str(ckpt), "--probe", "got10k-occlusion", "--data",
+               str(got_root), "--workers", "0", "--json")
+    first = json.loads(res.out)["probes"][0]
+    assert first["cache"] == "miss"
+    recipe = tmp_path / "same.yaml"
+    recipe.write_text(
+        "name: same\n"
+        "datasets:\n"
+        f"  got: {{type: got10k, root: '{got_root}'}}\n"
+        "models:\n"
+        f"  loaded: {{encoder: {{type: resnet18}}, checkpoint: {{path: '{ckpt}'}}}}\n"
+        "probes:\n"
+        "  occlusion: {type: got10k-occlusion, dataset: got}\n"
+        "probe_settings: {num_workers: 0}\n")
+    run = sslc("run", str(recipe), "--run-dir", str(tmp_path / "run"), "--quiet")
+    assert run.code == 0, run.err
+    result = json.loads((tmp_path / "run" / "probes" / "loaded" / "occlusion.json").read_text())
+    assert result["cache"] == "hit"
+    assert result["encoder_id"] == first["encoder_id"]
+    assert result["top10"] == pytest.approx(first["top10"])

@@ -11,7 +11,7 @@ import torchvision
 from ssl_core.checkpoints import (
     apply_prefix_map,
     checkpoint_digest,
-    infer_arch,
+    find_trunk,
     load_encoder,
 )
 from ssl_core.errors import CheckpointError
@@ -130,11 +130,10 @@ def test_prefix_map_for_other_layouts(tmp_path: Path, registry) -> None:
     source = _source()
     path = tmp_path / "odd.pth"
     torch.save({"net": {f"student.body.{k}": v for k, v in source.items()}}, path)
-    # the dict is nested under an unknown wrapper key: unknown layout
-    with pytest.raises(CheckpointError) as info:
-        load_encoder(path, registry=registry)
-    assert "top-level keys: net" in info.value.message
-    assert "--prefix-map" in info.value.hint and "--format" in info.value.hint
+    # nested under an unknown wrapper key: found by its keys all the same
+    enc, report = load_encoder(path, registry=registry)
+    assert report.format == "plain" and report.prefix == "net.student.body."
+    _assert_trunk_equal(enc, source)
     flat = tmp_path / "flat.pth"
     torch.save({f"student.body.{k}": v for k, v in source.items()}
                | {"teacher.conv1.weight": torch.zeros(1)}, flat)
@@ -149,10 +148,25 @@ def test_apply_prefix_map_longest_first() -> None:
     assert out == {"x": 1, "A.y": 2, "z": 3}
 
 
-def test_arch_inference() -> None:
-    assert infer_arch(_source("resnet50"))[0] == "resnet50"
-    assert infer_arch(_source("resnet18"))[0] == "resnet18"
-    assert infer_arch(torchvision.models.resnet34(weights=None).state_dict())[0] == "resnet34"
+def test_arch_inference(registry) -> None:
+    for arch in ("resnet18", "resnet34", "resnet50"):
+        found = find_trunk(_source(arch), registry)
+        assert found is not None and found.encoder == arch and found.prefix == ""
+
+
+def test_vissl_trunk_deep_inside(tmp_path: Path, registry) -> None:
+    """VISSL (the authors' PIRL) keeps the trunk under classy_state_dict.base_model.model."""
+    source = _source("resnet50", seed=4)
+    trunk = {f"_feature_blocks.{k}": v for k, v in source.items() if not k.startswith("fc.")}
+    ckpt = {"phase_idx": 799, "classy_state_dict": {"base_model": {"model": {
+        "trunk": trunk, "heads": {"0.clf.0.weight": torch.randn(128, 2048)}}}}}
+    path = tmp_path / "model_final_checkpoint_phase799.torch"
+    torch.save(ckpt, path)
+    enc, report = load_encoder(path, registry=registry)
+    assert report.arch == "resnet50"
+    assert report.prefix == "classy_state_dict.base_model.model.trunk._feature_blocks."
+    assert report.ignored == ["classy_state_dict.base_model.model.heads.0.clf.0.weight"]
+    _assert_trunk_equal(enc, source)
 
 
 def test_wrong_arch_is_clear_error(tmp_path: Path, registry) -> None:
@@ -198,27 +212,36 @@ def test_unexpected_keys_are_reported(tmp_path: Path, registry) -> None:
 def test_unknown_layout(tmp_path: Path, registry) -> None:
     path = tmp_path / "weird.pth"
     torch.save({"weights": {"a.weight": torch.zeros(2)}, "epoch": 3}, path)
+    with pytest.raises(CheckpointError, match="no registered encoder recognises") as info:
+        load_encoder(path, registry=registry)
+    assert "weights.a.weight" in info.value.message
+    assert "--prefix-map" in (info.value.hint or "") and "--format" in (info.value.hint or "")
+    path.write_bytes(b"")
+    torch.save([1, 2], path)
     with pytest.raises(CheckpointError, match="unknown checkpoint layout") as info:
         load_encoder(path, registry=registry)
-    msg = info.value.message
-    assert "weights" in msg and "epoch" in msg
     for fmt in ("moco", "torchvision", "plain", "sslc"):
-        assert fmt in msg
+        assert fmt in info.value.message
 
 
 def test_explicit_format_mismatch(tmp_path: Path, registry) -> None:
     path = tmp_path / "tv.pth"
     torch.save(_source(), path)
-    with pytest.raises(CheckpointError, match="format moco needs keys"):
+    with pytest.raises(CheckpointError, match="not in the 'moco' layout"):
         load_encoder(path, format="moco", registry=registry)
 
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "notes.pth"
     path.write_text("these are not weights\n")
-    with pytest.raises(CheckpointError, match="notes.pth is not a readable torch checkpoint") as info:
+    with pytest.raises(CheckpointError, match="notes.pth is not a torch checkpoint") as info:
         load_encoder(path)
-    assert info.value.hint
+    assert info.value.hint and "weights_only" not in str(info.value)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="it is empty"):
+        load_encoder(path)
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_encoder(tmp_path)
     with pytest.raises(CheckpointError, match="not found"):
         load_encoder(tmp_path / "absent.pth")
 

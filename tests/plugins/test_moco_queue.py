@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_core.errors import CheckpointError, ComponentError
+from ssl_core.errors import CheckpointError, ComponentError, SslcError
 from ssl_core.registry import Registry, make_spec
 from sslc_plugins import moco_queue
-from sslc_plugins.moco_queue import MocoQueue, official_checkpoint, official_trunk_state_dict
-from sslc_plugins.resnet import build_encoder
+from sslc_plugins.moco_queue import MocoFormat, MocoQueue, MocoQueueParams, official_checkpoint
+from sslc_plugins.resnet import RESNETS, ResNetParams
 
 SIZE = 16  # tiny images keep a resnet18 step well under a second on CPU
 
@@ -21,8 +21,8 @@ SIZE = 16  # tiny images keep a resnet18 step well under a second on CPU
 def make_objective(seed: int = 0, **kw) -> MocoQueue:
     torch.manual_seed(seed)
     params = {"dim": 8, "queue_size": 16, "momentum": 0.9, "temperature": 0.2, **kw}
-    obj = MocoQueue(**params)
-    obj.bind(build_encoder("resnet18", small_input=True))
+    obj = MocoQueue(MocoQueueParams(**params))
+    obj.bind(RESNETS["resnet18"](ResNetParams(small_input=True)))
     return obj
 
 
@@ -66,11 +66,11 @@ def test_bind_builds_heads_key_copy_and_queue() -> None:
                                   obj.encoder_k.named_parameters(), strict=True):
         assert nq == nk and torch.equal(pq, pk) and pq.data_ptr() != pk.data_ptr()
     with pytest.raises(ComponentError, match="already bound"):
-        obj.bind(build_encoder("resnet18", small_input=True))
+        obj.bind(RESNETS["resnet18"](ResNetParams(small_input=True)))
 
 
 def test_unbound_use_is_a_clear_error() -> None:
-    obj = MocoQueue(dim=8, queue_size=16)
+    obj = MocoQueue(MocoQueueParams(dim=8, queue_size=16))
     with pytest.raises(ComponentError, match="bind"):
         obj(make_batch())
     with pytest.raises(ComponentError, match="bind"):
@@ -167,7 +167,7 @@ def test_queue_overwrites_oldest_keys_when_ptr_wraps() -> None:
 
 
 def test_check_batch_size() -> None:
-    obj = MocoQueue(dim=8, queue_size=16)
+    obj = MocoQueue(MocoQueueParams(dim=8, queue_size=16))
     obj.check_batch_size(4)
     obj.check_batch_size(16)
     with pytest.raises(ComponentError) as err:
@@ -175,7 +175,7 @@ def test_check_batch_size() -> None:
     assert "16" in err.value.message and "6" in err.value.message
     assert "12 or 18" in err.value.hint
     with pytest.raises(ComponentError):
-        MocoQueue(dim=8, queue_size=65536).check_batch_size(100)
+        MocoQueue(MocoQueueParams(dim=8, queue_size=65536)).check_batch_size(100)
     with pytest.raises(ComponentError, match="positive"):
         obj.check_batch_size(0)
 
@@ -222,9 +222,17 @@ def test_official_layout_round_trip(tmp_path) -> None:
     assert torch.equal(a.loss, b.loss)
     assert torch.equal(obj.queue, fresh.queue)
 
-    # the query trunk maps onto a bare encoder by prefix, as torchvision keys
-    enc = build_encoder("resnet18", small_input=True)
-    enc.load_state_dict(official_trunk_state_dict(loaded))
+    # the registered `moco` format picks the query trunk, keys as torchvision's
+    picked = MocoFormat().select(loaded["state_dict"], {})
+    assert picked is not None and picked[1] == "module.encoder_q."
+    trunk = {k: v for k, v in picked[0].items() if not k.startswith("fc.")}
+    enc = RESNETS["resnet18"](ResNetParams(small_input=True))
+    enc.load_state_dict(trunk)
+
+
+def test_queue_that_cannot_fit_is_refused_before_allocating() -> None:
+    with pytest.raises(SslcError, match="queue_size=100000000000"):
+        MocoQueue(MocoQueueParams(dim=128, queue_size=100_000_000_000))
 
 
 def test_load_without_module_prefix_and_whole_checkpoint() -> None:

@@ -6,14 +6,14 @@ import pytest
 import torch
 import torchvision
 
-from ssl_core.errors import ComponentError
+from ssl_core.errors import CheckpointError, ComponentError
 from ssl_core.registry import Registry, make_spec
 from sslc_plugins import resnet
 
 
 @pytest.mark.parametrize("arch,dim", [("resnet18", 512), ("resnet50", 2048)])
 def test_state_dict_keys_are_torchvision_trunk_keys(arch: str, dim: int) -> None:
-    enc = resnet.build_encoder(arch)
+    enc = resnet.RESNETS[arch]()
     tv = getattr(torchvision.models, arch)(weights=None)
     expected = [k for k in tv.state_dict() if not k.startswith("fc.")]
     assert list(enc.state_dict()) == expected
@@ -31,7 +31,7 @@ def test_state_dict_keys_are_torchvision_trunk_keys(arch: str, dim: int) -> None
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_small_input_shapes(size: int) -> None:
-    enc = resnet.build_encoder("resnet18", small_input=True)
+    enc = resnet.RESNETS["resnet18"](resnet.ResNetParams(small_input=True))
     assert tuple(enc.conv1.weight.shape) == (64, 3, 3, 3)
     assert isinstance(enc.maxpool, torch.nn.Identity)
     enc.eval()
@@ -49,24 +49,35 @@ def test_small_input_shapes(size: int) -> None:
 
 
 def test_standard_stem_downsamples_32x() -> None:
-    enc = resnet.build_encoder("resnet18")
+    enc = resnet.RESNETS["resnet18"]()
     maps = enc.feature_maps(torch.randn(1, 3, 64, 64))
     assert maps["layer3"].shape == (1, 256, 4, 4)
     assert maps["layer4"].shape == (1, 512, 2, 2)
 
 
 def test_zero_init_residual() -> None:
-    enc = resnet.build_encoder("resnet18", small_input=True, zero_init_residual=True)
+    enc = resnet.RESNETS["resnet18"](resnet.ResNetParams(small_input=True, zero_init_residual=True))
     assert torch.count_nonzero(enc.layer1[0].bn2.weight) == 0
-    enc = resnet.build_encoder("resnet18", small_input=True)
+    enc = resnet.RESNETS["resnet18"](resnet.ResNetParams(small_input=True))
     assert torch.count_nonzero(enc.layer1[0].bn2.weight) > 0
 
 
-def test_build_encoder_errors() -> None:
-    with pytest.raises(ComponentError, match="resnet7"):
-        resnet.build_encoder("resnet7")
-    with pytest.raises(ComponentError, match="small_inptu"):
-        resnet.build_encoder("resnet18", small_inptu=True)
+def test_infer_params_tells_depths_apart() -> None:
+    for arch, cls in resnet.RESNETS.items():
+        state = cls(resnet.ResNetParams(small_input=arch == "resnet18")).state_dict()
+        matches = {a for a, c in resnet.RESNETS.items() if c.infer_params(state) is not None}
+        assert matches == {arch}
+        assert cls.infer_params(state) == {"small_input": arch == "resnet18"}
+    assert resnet.ResNet50.infer_params({"conv1.weight": torch.zeros(1)}) is None
+
+
+def test_torchvision_export_loads_strictly() -> None:
+    enc = resnet.ResNet18()
+    out = resnet.TorchvisionFormat().export(enc.state_dict(), enc, {"type": "resnet18"})
+    torchvision.models.resnet18().load_state_dict(out)
+    with pytest.raises(CheckpointError, match="small_input"):
+        small = resnet.ResNet18(resnet.ResNetParams(small_input=True))
+        resnet.TorchvisionFormat().export(small.state_dict(), small, {"type": "resnet18"})
 
 
 def test_registered_through_the_hook() -> None:
@@ -76,7 +87,7 @@ def test_registered_through_the_hook() -> None:
         reg.add(make_spec("encoder", "resnet", None, name, factory, params, summary))
 
     resnet.register_encoders(register=register)
-    assert reg.names("encoder") == ["resnet18", "resnet50"]
+    assert reg.names("encoder") == ["resnet101", "resnet18", "resnet34", "resnet50"]
     enc = reg.create("encoder", {"type": "resnet18", "small_input": True})
     assert enc(torch.randn(1, 3, 32, 32)).shape == (1, 512)
     with pytest.raises(ComponentError, match="unknown parameter"):

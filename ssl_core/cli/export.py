@@ -1,0 +1,69 @@
+"""`sslc export`: a trained encoder in another tool's checkpoint layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ssl_core.cli.options import json_option, quiet_option
+from ssl_core.errors import CheckpointError
+from ssl_core.progress import console, is_quiet
+
+
+def _checkpoint_of(source: Path) -> Path:
+    """A run's model directory (`RUN/models/NAME`) or a checkpoint file."""
+    if source.is_dir():
+        ckpt = source / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise CheckpointError(f"{source} holds no checkpoint.pt",
+                                  "point at RUN_DIR/models/<model name> of a finished run, "
+                                  "or at a checkpoint file")
+        return ckpt
+    return source
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.option("--format", "fmt", required=True,
+              help="Layout to write: a registered checkpoint format (e.g. moco, torchvision; "
+                   "see `sslc plugins`).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (atomically).")
+@quiet_option
+@json_option
+def export(source: Path, fmt: str, output: Path, as_json: bool) -> None:
+    """Write a trained encoder (RUN_DIR/models/NAME, or any checkpoint sslc reads) in another
+    layout, e.g. the official MoCo one for detectron2 conversion scripts.
+
+    \b
+      sslc export runs/quickstart/models/moco --format moco -o moco_sslc.pth.tar
+      sslc export runs/paper/models/moco --format torchvision -o resnet50.pth
+    """
+    from ssl_core.atomic import torch_save
+    from ssl_core.checkpoints import load_encoder
+    from ssl_core.plugins import get_registry
+
+    registry = get_registry()
+    if fmt not in registry.names("checkpoint-format"):
+        raise click.BadParameter(
+            f"{fmt!r} is not a registered checkpoint format; choose from "
+            f"{', '.join(registry.names('checkpoint-format')) or '(none loaded)'}",
+            param_hint="--format")
+    encoder, report = load_encoder(_checkpoint_of(source), registry=registry)
+    layout = registry.create("checkpoint-format", {"type": fmt}, where="--format")
+    try:
+        obj = layout.export(encoder.state_dict(), encoder, report.encoder_config)
+    except NotImplementedError:
+        raise CheckpointError(f"checkpoint format {fmt!r} can be read but not written",
+                              "choose another --format") from None
+    torch_save(output, obj)
+    summary: dict[str, Any] = {"source": str(source), "format": fmt, "output": str(output),
+                               "encoder": report.encoder_config, "tensors": report.loaded}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not is_quiet():
+        console.print(f"wrote {output} ({fmt} layout, {report.arch}, {report.loaded} tensors)",
+                      highlight=False)

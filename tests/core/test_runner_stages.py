@@ -1,0 +1,47 @@
+"""`--force` redoes only the stages it is given with; the others are reused as they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import require_plugins, write_images
+
+RECIPE = """\
+name: stages
+data_root: {root}
+datasets:
+  train: {{type: image-folder, root: images}}
+models:
+  m:
+    encoder: {{type: resnet18, small_input: true}}
+    train:
+      dataset: train
+      pair_sampler: {{type: aggressive-crop, size: 16}}
+      objective: {{type: moco-queue, queue_size: 16, dim: 8}}
+      epochs: 1
+      batch_size: 8
+      num_workers: 0
+"""
+
+
+def test_force_with_other_stages_does_not_retrain(sslc, tmp_path: Path) -> None:
+    require_plugins("image-folder", "resnet18", "aggressive-crop", "moco-queue")
+    write_images(tmp_path / "images", {"a": 8, "b": 8}, size=20)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE.format(root=tmp_path))
+    run_dir = tmp_path / "run"
+    assert sslc("run", str(recipe), "--run-dir", str(run_dir), "--quiet").code == 0
+    ckpt = run_dir / "models" / "m" / "checkpoint.pt"
+    before = (ckpt.read_bytes(), ckpt.stat().st_mtime_ns,
+              (run_dir / "models" / "m" / "train.json").read_text())
+    res = sslc("run", str(recipe), "--run-dir", str(run_dir), "--stages", "probe,report",
+               "--force", "--quiet")
+    assert res.code == 0, res.err
+    after = (ckpt.read_bytes(), ckpt.stat().st_mtime_ns,
+             (run_dir / "models" / "m" / "train.json").read_text())
+    assert after == before
+    # `--force` with train does retrain
+    res = sslc("run", str(recipe), "--run-dir", str(run_dir), "--stages", "train", "--force",
+               "--quiet")
+    assert res.code == 0, res.err
+    assert ckpt.stat().st_mtime_ns != before[1]
