@@ -151,7 +151,7 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
     """Measure invariance (top-K RIS) of a checkpoint on invariance probes.
 
     \b
-      sslc probe --checkpoint moco_v2_800ep.pth.tar --probe aloi-viewpoint --data /data/aloi
+      sslc probe --checkpoint moco_v2_200ep_pretrain.pth.tar --probe aloi-viewpoint --data /data/aloi
       sslc probe --checkpoint random:resnet50 --probe got10k-occlusion --data /data/got10k
       sslc probe --features alldata.pth --json
     """
