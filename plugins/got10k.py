@@ -28,8 +28,18 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ssl_core import Dataset, ImageRecord, InvarianceProbe, Params, ProbeItem, ProbeSet, hookimpl
-from ssl_core.errors import ComponentError, DataError
+from ssl_core import (
+    ComponentError,
+    DataError,
+    Dataset,
+    ImageRecord,
+    InvarianceProbe,
+    Params,
+    ProbeItem,
+    ProbeSet,
+    Register,
+    hookimpl,
+)
 
 SPLITS = ("train", "val")
 _BOX_SEP = re.compile(r"[,\s]+")
@@ -251,13 +261,11 @@ class Got10kDataset(Dataset):
 
     subsets: ClassVar[tuple[str, ...]] = ("all",)
 
-    def __init__(self, root: Path, split: str = "train", bad_sequences: str = "error") -> None:
-        if split not in SPLITS:
-            raise ComponentError(f"got10k: unknown split {split!r}",
-                                 f"use one of {', '.join(SPLITS)}")
-        self.given_root = Path(root)
-        self.split = split
-        self.bad_sequences = bad_sequences
+    def __init__(self, params: Got10kParams) -> None:
+        self.params = params
+        self.given_root = Path(params.root)
+        self.split: str = params.split
+        self.bad_sequences: str = params.bad_sequences
         self._split_dir: Path | None = None
         #: sequence name -> why it was skipped (bad_sequences: skip)
         self.skipped: dict[str, str] = {}
@@ -315,10 +323,6 @@ class Got10kDataset(Dataset):
         if subset not in (None, "all"):
             raise ComponentError(f"got10k has no subset {subset!r}", "use 'all' (or leave it out)")
         return [seq.record(i) for seq in self.iter_sequences() for i in range(seq.num_frames)]
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": "got10k", "root": str(self.given_root), "split": self.split,
-                "bad_sequences": self.bad_sequences, "skipped_sequences": len(self.skipped)}
 
 
 # -- the occlusion probe ------------------------------------------------------------------
@@ -401,21 +405,13 @@ class Got10kOcclusionProbe(InvarianceProbe):
 # -- registration ----------------------------------------------------------------------------
 
 
-def build_dataset(params: Got10kParams) -> Got10kDataset:
-    return Got10kDataset(params.root, params.split, params.bad_sequences)
-
-
-def build_occlusion_probe(params: OcclusionParams) -> Got10kOcclusionProbe:
-    return Got10kOcclusionProbe(params)
-
-
 @hookimpl
-def register_datasets(register: Any) -> None:
-    register("got10k", build_dataset, params=Got10kParams,
+def register_datasets(register: Register) -> None:
+    register("got10k", Got10kDataset, params=Got10kParams,
              summary="GOT-10k tracking sequences in their native layout (one record per frame)")
 
 
 @hookimpl
-def register_invariance_probes(register: Any) -> None:
-    register("got10k-occlusion", build_occlusion_probe, params=OcclusionParams,
+def register_invariance_probes(register: Register) -> None:
+    register("got10k-occlusion", Got10kOcclusionProbe, params=OcclusionParams,
              summary="occlusion: one GOT-10k frame per cover level (authors' seed-1992 draw)")

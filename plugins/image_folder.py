@@ -8,12 +8,11 @@ whoever loads an image reports it if it is unreadable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import field_validator
 
-from ssl_core import Dataset, ImageRecord, Params, hookimpl
-from ssl_core.errors import DataError
+from ssl_core import DataError, Dataset, ImageRecord, Params, Register, hookimpl
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -34,7 +33,7 @@ class ImageFolderParams(Params):
 class ImageFolder(Dataset):
     """Class-per-folder images; label = folder name, group = image path stem."""
 
-    subsets = ("all",)
+    subsets: ClassVar[tuple[str, ...]] = ("all",)
 
     def __init__(self, params: ImageFolderParams) -> None:
         self.params = params
@@ -88,11 +87,8 @@ class ImageFolder(Dataset):
     def classes(self, subset: str | None = None) -> list[str]:
         return sorted({r.label for r in self.records(subset) if r.label is not None})
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": "image-folder", "root": str(self.root), "subsets": list(self.subsets)}
-
 
 @hookimpl
-def register_datasets(register: Any) -> None:
+def register_datasets(register: Register) -> None:
     register("image-folder", ImageFolder, params=ImageFolderParams,
              summary="ImageNet-style class-per-folder images (root/{class}/*.JPEG, or root/train, root/val)")

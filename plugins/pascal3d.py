@@ -11,9 +11,11 @@ Each .mat holds a MATLAB struct `record` whose `objects(k)` have `class`, `bbox`
 objects without a viewpoint), `truncated`, `occluded`, `difficult`.
 
 The probes follow the authors' released extract_pascal3d_features.py: the ImageNet
-subset (train list then val list, per class), the first object of each image,
-azimuth bin = (azimuth_coarse mod 180) // 30, elevation bin = (elevation_coarse
-mod 90) // 30.
+part (train list then val list, per class), then the PASCAL VOC part (per class, from
+an `Image_sets/{cls}_pascal.txt` list of `id box_index` lines, which the release does
+not ship; without it every annotated image of `Annotations/{cls}_pascal/`), the first
+object of each image, azimuth bin = (azimuth_coarse mod 180) // 30, elevation bin =
+(elevation_coarse mod 90) // 30.
 """
 
 from __future__ import annotations
@@ -27,15 +29,27 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.io
+from pydantic import field_validator
 from scipy.io.matlab import mat_struct
 
-from ssl_core import Dataset, ImageRecord, InvarianceProbe, Params, ProbeItem, ProbeSet, hookimpl
-from ssl_core.errors import ComponentError, DataError
+from ssl_core import (
+    ComponentError,
+    DataError,
+    Dataset,
+    ImageRecord,
+    InvarianceProbe,
+    Params,
+    ProbeItem,
+    ProbeSet,
+    Register,
+    hookimpl,
+)
 
 CLASSES = ("aeroplane", "bicycle", "boat", "bottle", "bus", "car", "chair", "diningtable",
            "motorbike", "sofa", "train", "tvmonitor")
-#: imagenet_*: ids from Image_sets lists; pascal: every Annotations/{cls}_pascal/*.mat;
-#: pascal_list: the authors' own Image_sets/{cls}_pascal.txt (`id box_index` lines)
+#: imagenet_*: ids from the Image_sets lists; pascal: the authors' own
+#: Image_sets/{cls}_pascal.txt (`id box_index` lines) when present, else every
+#: Annotations/{cls}_pascal/*.mat; pascal_list: that list, required
 SUBSETS = ("imagenet_train", "imagenet_val", "pascal", "pascal_list")
 RELEASE_DIR = "PASCAL3D+_release1.1"
 
@@ -179,8 +193,18 @@ def find_release_dir(root: Path) -> Path:
 
 class Pascal3DParams(Params):
     root: Path
-    subsets: list[Subset] = ["imagenet_train", "imagenet_val"]
+    subsets: list[Subset] = ["imagenet_train", "imagenet_val", "pascal"]
     classes: list[str] | None = None
+
+    @field_validator("subsets")
+    @classmethod
+    def _one_pascal_source(cls, value: list[Subset]) -> list[Subset]:
+        if not value:
+            raise ValueError(f"subsets is empty; pick from {', '.join(SUBSETS)}")
+        if "pascal" in value and "pascal_list" in value:
+            raise ValueError("'pascal' already reads Image_sets/{cls}_pascal.txt when it is "
+                             "present: give 'pascal' or 'pascal_list', not both")
+        return value
 
 
 class Pascal3DDataset(Dataset):
@@ -193,20 +217,14 @@ class Pascal3DDataset(Dataset):
 
     subsets: ClassVar[tuple[str, ...]] = ("all", *SUBSETS)
 
-    def __init__(self, root: Path, subsets: list[str] | None = None,
-                 classes: list[str] | None = None) -> None:
-        self.given_root = Path(root)
-        chosen = list(subsets) if subsets is not None else ["imagenet_train", "imagenet_val"]
-        for s in chosen:
-            if s not in SUBSETS:
-                raise ComponentError(f"pascal3d: unknown subset {s!r}",
-                                     f"subsets are: {', '.join(SUBSETS)}")
-        if not chosen:
-            raise ComponentError("pascal3d: subsets is empty", f"pick from {', '.join(SUBSETS)}")
-        self.chosen_subsets = [s for s in SUBSETS if s in chosen]
-        self.requested_classes = list(classes) if classes is not None else None
+    def __init__(self, params: Pascal3DParams) -> None:
+        self.params = params
+        self.given_root = Path(params.root)
+        self.chosen_subsets: list[str] = [s for s in SUBSETS if s in params.subsets]
+        self.requested_classes = list(params.classes) if params.classes is not None else None
         self._release: Path | None = None
-        #: counts of what records() left out (objects of another class than the folder)
+        #: what the last records() found: objects of another class than the folder's,
+        #: and where each class's PASCAL part came from (list, annotations, or missing)
         self.stats: dict[str, int] = {}
 
     @property
@@ -253,35 +271,44 @@ class Pascal3DDataset(Dataset):
                             "re-extract Image_sets/, or drop that subset from `subsets`") from None
         return [ln.strip() for ln in lines if ln.strip()]
 
-    def _entries(self, cls: str, subset: str) -> Iterator[tuple[str, int | None]]:
+    def _pascal_list(self, cls: str) -> Iterator[tuple[str, int | None]]:
+        """The authors' `{cls}_pascal.txt`: `image_id box_index` (0-based) a line."""
+        for i, line in enumerate(self._list_file(f"{cls}_pascal.txt")):
+            parts = line.split()
+            try:
+                yield parts[0], int(parts[1])
+            except (IndexError, ValueError):
+                raise DataError(
+                    f"{self.root / 'Image_sets' / (cls + '_pascal.txt')}, line {i + 1}: "
+                    f"expected 'image_id box_index', got {line!r}",
+                    "each line names an image and the 0-based index of its object") from None
+
+    def _entries(self, cls: str, subset: str,
+                 stats: Counter[str]) -> Iterator[tuple[str, int | None]]:
         """(image id, listed object index or None for every object) of one class/subset."""
         if subset in ("imagenet_train", "imagenet_val"):
             for image_id in self._list_file(f"{cls}_{subset}.txt"):
                 yield image_id, None
-        elif subset == "pascal":
+        elif subset == "pascal_list" or (
+                subset == "pascal" and (self.root / "Image_sets" / f"{cls}_pascal.txt").is_file()):
+            stats["pascal_classes_from_list"] += 1
+            yield from self._pascal_list(cls)
+        else:  # pascal without a list: every annotated image, sorted
             folder = self.root / "Annotations" / f"{cls}_pascal"
             if not folder.is_dir():
-                raise DataError(f"PASCAL3D+ annotation folder not found: {folder}",
-                                "re-extract Annotations/, or drop 'pascal' from `subsets`")
+                # the class has no PASCAL images here: its ImageNet part is read alone
+                stats["pascal_classes_missing"] += 1
+                return
+            stats["pascal_classes_from_annotations"] += 1
             for mat in sorted(folder.glob("*.mat")):
                 yield mat.stem, None
-        else:  # pascal_list
-            for i, line in enumerate(self._list_file(f"{cls}_pascal.txt")):
-                parts = line.split()
-                try:
-                    yield parts[0], int(parts[1])
-                except (IndexError, ValueError):
-                    raise DataError(
-                        f"{self.root / 'Image_sets' / (cls + '_pascal.txt')}, line {i + 1}: "
-                        f"expected 'image_id box_index', got {line!r}",
-                        "each line names an image and the 0-based index of its object") from None
 
     def _subset_records(self, cls: str, subset: str, stats: Counter[str]) -> Iterator[ImageRecord]:
         source = "imagenet" if subset.startswith("imagenet") else "pascal"
         ext = "JPEG" if source == "imagenet" else "jpg"
         ann_dir = self.root / "Annotations" / f"{cls}_{source}"
         img_dir = self.root / "Images" / f"{cls}_{source}"
-        for image_id, listed in self._entries(cls, subset):
+        for image_id, listed in self._entries(cls, subset, stats):
             mat_path = ann_dir / f"{image_id}.mat"
             ann = read_annotation(mat_path)
             objects = ann.objects
@@ -309,6 +336,8 @@ class Pascal3DDataset(Dataset):
                         "object_index": obj.index,
                         "object_class": obj.cls,
                         "subset": subset,
+                        "part": source,
+                        "listed": listed is not None,
                         "image_size": ann.image_size,
                         "annotation": str(mat_path),
                     },
@@ -318,11 +347,12 @@ class Pascal3DDataset(Dataset):
         """Check the layout, the classes and every list file the chosen subsets need."""
         for cls in self.classes():
             for subset in self.chosen_subsets:
-                next(iter(self._entries(cls, subset)), None)
+                next(iter(self._entries(cls, subset, Counter())), None)
 
     def records(self, subset: str | None = None) -> list[ImageRecord]:
+        wanted: list[str]
         if subset in (None, "all"):
-            wanted = self.chosen_subsets
+            wanted = list(self.chosen_subsets)
         elif subset in SUBSETS:
             wanted = [subset]
         else:
@@ -339,10 +369,6 @@ class Pascal3DDataset(Dataset):
                     out.extend(self._subset_records(cls, s, stats))
         self.stats = dict(stats)
         return out
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": "pascal3d", "root": str(self.given_root), "subsets": self.chosen_subsets,
-                "classes": self.requested_classes}
 
 
 # -- the probes ---------------------------------------------------------------------------------
@@ -383,23 +409,27 @@ class _Pascal3DProbe(InvarianceProbe):
         self.first_without_viewpoint: str | None = None
 
     def usable(self, dataset: Dataset, stats: Counter[str]) -> list[ImageRecord]:
-        """The records the authors used, in dataset order: first object of each image
-        (every listed object for pascal_list), with a viewpoint and a croppable box."""
+        """The records the authors used, in dataset order, with a viewpoint and a
+        croppable box: every object a `{cls}_pascal.txt` list names; the first object of
+        each ImageNet image (their `objects[0]`); for a PASCAL image read without a list,
+        its first object (of the folder's class) that has a viewpoint and a visible box."""
         if not isinstance(dataset, Pascal3DDataset):
             raise ComponentError(
                 f"probe {self.name} needs a pascal3d dataset, got {type(dataset).__name__}",
                 "give the probe a dataset of type pascal3d",
             )
+        first_only = self.params.objects == "first"
         seen: set[tuple[str, str, str | None]] = set()
         out = []
         for rec in dataset.records():
-            subset = rec.meta["subset"]
-            if self.params.objects == "first" and subset != "pascal_list":
-                key = (subset, str(rec.label), rec.group)
+            one_per_image = first_only and not rec.meta["listed"]
+            key = (rec.meta["subset"], str(rec.label), rec.group)
+            if one_per_image:
                 if key in seen:
                     stats["skipped_not_first_object"] += 1
                     continue
-                seen.add(key)
+                if rec.meta["part"] == "imagenet":
+                    seen.add(key)  # objects[0], usable or not
             if rec.meta["azimuth_coarse"] is None:
                 stats["skipped_without_viewpoint"] += 1
                 self.first_without_viewpoint = self.first_without_viewpoint or rec.meta["annotation"]
@@ -407,8 +437,11 @@ class _Pascal3DProbe(InvarianceProbe):
             if rec.box is None or not _box_visible(rec.box, rec.meta.get("image_size")):
                 stats["skipped_empty_box"] += 1
                 continue
+            if one_per_image:
+                seen.add(key)
             out.append(rec)
-        stats["objects_of_other_class"] = dataset.stats.get("objects_of_other_class", 0)
+        stats.update(dataset.stats)
+        stats.setdefault("objects_of_other_class", 0)
         return out
 
     def trajectory(self, rec: ImageRecord, counters: dict[str, list[int]]) -> str:
@@ -420,6 +453,8 @@ class _Pascal3DProbe(InvarianceProbe):
         items = [ProbeItem(rec, trajectory=self.trajectory(rec, counters), label=str(rec.label))
                  for rec in self.usable(dataset, stats)]
         stats["rows"] = len(items)
+        for part in ("imagenet", "pascal"):  # how many rows each part gave (the report shows it)
+            stats[f"rows_{part}"] = sum(1 for it in items if it.record.meta["part"] == part)
         self.stats = dict(stats)
         if not items:
             example = (f"; e.g. {self.first_without_viewpoint} has no "
@@ -466,27 +501,15 @@ class InstanceProbe(_Pascal3DProbe):
 # -- registration -------------------------------------------------------------------------------
 
 
-def build_dataset(params: Pascal3DParams) -> Pascal3DDataset:
-    return Pascal3DDataset(params.root, list(params.subsets), params.classes)
-
-
-def build_viewpoint_instance(params: Pascal3DProbeParams) -> ViewpointInstanceProbe:
-    return ViewpointInstanceProbe(params)
-
-
-def build_instance(params: Pascal3DProbeParams) -> InstanceProbe:
-    return InstanceProbe(params)
-
-
 @hookimpl
-def register_datasets(register: Any) -> None:
-    register("pascal3d", build_dataset, params=Pascal3DParams,
+def register_datasets(register: Register) -> None:
+    register("pascal3d", Pascal3DDataset, params=Pascal3DParams,
              summary="PASCAL3D+ release 1.1 objects with coarse viewpoints (one record per object)")
 
 
 @hookimpl
-def register_invariance_probes(register: Any) -> None:
-    register("pascal3d-viewpoint-instance", build_viewpoint_instance, params=Pascal3DProbeParams,
+def register_invariance_probes(register: Register) -> None:
+    register("pascal3d-viewpoint-instance", ViewpointInstanceProbe, params=Pascal3DProbeParams,
              summary="viewpoint+instance: j-th object of every azimuth bin of a class")
-    register("pascal3d-instance", build_instance, params=Pascal3DProbeParams,
+    register("pascal3d-instance", InstanceProbe, params=Pascal3DProbeParams,
              summary="instance: same class and coarse azimuth/elevation bin")

@@ -283,9 +283,17 @@ class Runner:
                 out[name] = per_seed if self.seeds_of(model) != [None] else per_seed[0]
         return out
 
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of a killed run (atomic writes' `.NAME.*.tmp`): nobody else
+        writes here while this run holds the directory."""
+        for tmp in self.run_dir.rglob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+
     def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
         self.stages = tuple(stages)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
         write_text(self.run_dir / "recipe.resolved.yaml",
                    yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=False))
         r = self.recipe

@@ -13,13 +13,12 @@ from typing import Any
 import torch
 
 from ssl_core.atomic import torch_save
+from ssl_core.checkpoints import SSLC_FORMAT_VERSION, read_checkpoint
 from ssl_core.errors import CheckpointError, DataError
 from ssl_core.interfaces import ContrastiveObjective
 from ssl_core.progress import progress_bar
 from ssl_core.recipe import TrainConfig
 from ssl_core.seeding import EpochSampler, SeededItems
-
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -38,12 +37,13 @@ def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint of this run, read through the one safe reader."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"cannot resume from {path}: {exc.message}",
                               "delete it (the stage will start again) or restore it from a backup") from None
-    if not isinstance(ckpt, dict) or ckpt.get("sslc_format") != CHECKPOINT_FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("sslc_format") != SSLC_FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an sslc training checkpoint", "delete it or rerun with --force")
     return ckpt
 
@@ -105,7 +105,7 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------
     def state(self, done: bool) -> dict[str, Any]:
         return {
-            "sslc_format": CHECKPOINT_FORMAT,
+            "sslc_format": SSLC_FORMAT_VERSION,
             "fingerprint": self.fingerprint,
             "step": self.step,
             "done": done,

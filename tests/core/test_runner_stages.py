@@ -32,6 +32,9 @@ def test_force_with_other_stages_does_not_retrain(sslc, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     assert sslc("run", str(recipe), "--run-dir", str(run_dir), "--quiet").code == 0
     ckpt = run_dir / "models" / "m" / "checkpoint.pt"
+    # what a SIGKILL in the middle of an atomic checkpoint write leaves behind
+    stale = ckpt.parent / ".checkpoint.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
     before = (ckpt.read_bytes(), ckpt.stat().st_mtime_ns,
               (run_dir / "models" / "m" / "train.json").read_text())
     res = sslc("run", str(recipe), "--run-dir", str(run_dir), "--stages", "probe,report",
@@ -40,6 +43,7 @@ def test_force_with_other_stages_does_not_retrain(sslc, tmp_path: Path) -> None:
     after = (ckpt.read_bytes(), ckpt.stat().st_mtime_ns,
              (run_dir / "models" / "m" / "train.json").read_text())
     assert after == before
+    assert not stale.exists()
     # `--force` with train does retrain
     res = sslc("run", str(recipe), "--run-dir", str(run_dir), "--stages", "train", "--force",
                "--quiet")

@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_core.errors import ComponentError, DataError
+from ssl_core import ComponentError, DataError
 from ssl_core.features import extract_features
 from ssl_core.plugins import PluginHost
 from sslc_plugins import got10k
+
+
+def dataset(root: Path, **params: Any) -> got10k.Got10kDataset:
+    return got10k.Got10kDataset(got10k.Got10kParams(root=root, **params))
+
 
 A, B, C, D, E = (f"GOT-10k_Train_00000{i}" for i in range(1, 6))
 #: frames of sequence D whose box cannot be cropped (frame 6, fully outside the image, is
@@ -47,7 +52,7 @@ def authors_selection(split_dir: Path) -> dict[str, tuple[str, list[int]]]:
 @pytest.mark.parametrize("sub", ["", "GOT-10k", "GOT-10k/train"])
 def test_accepts_data_root_got_folder_and_split_folder(got10k_world: Any, sub: str) -> None:
     root, _ = got10k_world
-    ds = got10k.Got10kDataset(root / sub if sub else root)
+    ds = dataset(root / sub if sub else root)
     assert ds.root == root / "GOT-10k" / "train"
     ds.prepare()
     assert len(ds.records()) == 14 + 5 + 4 + 8 + 4
@@ -55,7 +60,7 @@ def test_accepts_data_root_got_folder_and_split_folder(got10k_world: Any, sub: s
 
 def test_records_carry_frames_boxes_and_labels(got10k_world: Any) -> None:
     root, _ = got10k_world
-    recs = got10k.Got10kDataset(root).records()
+    recs = dataset(root).records()
     by = {(r.group, r.meta["frame"]): r for r in recs}
     split = root / "GOT-10k" / "train"
 
@@ -98,7 +103,7 @@ def test_occlusion_probe_reproduces_the_authors_draws(got10k_world: Any) -> None
     root, specs = got10k_world
     split = root / "GOT-10k" / "train"
     probe = got10k.Got10kOcclusionProbe()
-    ps = probe.build(got10k.Got10kDataset(root))
+    ps = probe.build(dataset(root))
 
     reference = authors_selection(split)
     assert list(reference) == [A, D, E]  # B spans 3 levels, C has no cover.label
@@ -130,7 +135,7 @@ def test_occlusion_probe_reproduces_the_authors_draws(got10k_world: Any) -> None
 def test_probe_rows_crop_through_core_feature_extraction(got10k_world: Any) -> None:
     root, _ = got10k_world
     ps = got10k.Got10kOcclusionProbe(got10k.OcclusionParams(image_size=16)).build(
-        got10k.Got10kDataset(root))
+        dataset(root))
     pool = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     pool.register_parameter("unused", torch.nn.Parameter(torch.zeros(1)))
     feats = extract_features(pool, ps, batch_size=4, device="cpu", progress=False)
@@ -142,7 +147,7 @@ def test_selection_follows_list_order(got10k_world: Any) -> None:
     root, _ = got10k_world
     split = root / "GOT-10k" / "train"
     (split / "list.txt").write_text("\n".join([E, D, C, B, A]) + "\n")
-    ps = got10k.Got10kOcclusionProbe().build(got10k.Got10kDataset(root))
+    ps = got10k.Got10kOcclusionProbe().build(dataset(root))
     reference = authors_selection(split)
     assert list(reference) == [E, D, A]
     got = [(it.trajectory, it.record.meta["frame"]) for it in ps.items]
@@ -156,11 +161,11 @@ def test_selection_follows_list_order(got10k_world: Any) -> None:
 def test_wrong_root_names_the_list_file(tmp_path: Path) -> None:
     (tmp_path / "somewhere").mkdir()
     with pytest.raises(DataError, match=r"list\.txt") as err:
-        got10k.Got10kDataset(tmp_path / "somewhere").prepare()
+        dataset(tmp_path / "somewhere").prepare()
     assert str(tmp_path / "somewhere" / "list.txt") in err.value.message
     assert err.value.hint
     with pytest.raises(DataError, match="does not exist"):
-        got10k.Got10kDataset(tmp_path / "nope").records()
+        dataset(tmp_path / "nope").records()
 
 
 def test_missing_listed_folder_errors_or_is_skipped(got10k_world: Any) -> None:
@@ -169,10 +174,10 @@ def test_missing_listed_folder_errors_or_is_skipped(got10k_world: Any) -> None:
     names = (split / "list.txt").read_text().split()
     (split / "list.txt").write_text("\n".join([*names, "GOT-10k_Train_009999"]) + "\n")
     with pytest.raises(DataError, match="GOT-10k_Train_009999"):
-        got10k.Got10kDataset(root).prepare()
+        dataset(root).prepare()
     with pytest.raises(DataError, match="GOT-10k_Train_009999"):
-        got10k.Got10kDataset(root).records()
-    ds = got10k.Got10kDataset(root, bad_sequences="skip")
+        dataset(root).records()
+    ds = dataset(root, bad_sequences="skip")
     ds.prepare()
     assert len(ds.records()) == 35
     assert list(ds.skipped) == ["GOT-10k_Train_009999"]
@@ -186,27 +191,27 @@ def test_bad_annotation_files_name_the_file(got10k_world: Any, got_writer: Any) 
     split = root / "GOT-10k" / "train"
     (split / A / "cover.label").write_text("1\n2\n")
     with pytest.raises(DataError, match=r"cover\.label has 2 lines but .* 14 frames"):
-        got10k.Got10kDataset(root).records()
+        dataset(root).records()
 
     (split / A / "cover.label").write_text("1\n2\nx\n" + "3\n" * 11)
     with pytest.raises(DataError, match=r"cover\.label, line 3: expected one integer"):
-        got10k.Got10kDataset(root).records()
+        dataset(root).records()
 
     (split / A / "cover.label").unlink()
     (split / B / "groundtruth.txt").write_text("1,2,3,4\n1,2,three,4\n")
     with pytest.raises(DataError, match=r"groundtruth\.txt, line 2"):
-        got10k.Got10kDataset(root).records()
+        dataset(root).records()
 
     (split / B / "groundtruth.txt").unlink()
     with pytest.raises(DataError, match=r"B?groundtruth\.txt") as err:
-        got10k.Got10kDataset(root).records()
+        dataset(root).records()
     assert str(split / B / "groundtruth.txt") in err.value.message
 
     got_writer(split, B, [[1, 1, 5, 5]], object_class="x", cover=[0])
     meta = split / B / "meta_info.ini"
     meta.write_text(meta.read_text().replace("object_class", "obj_cls"))
     with pytest.raises(DataError, match=r"meta_info\.ini: no 'object_class"):
-        got10k.Got10kDataset(root).records()
+        dataset(root).records()
 
 
 def test_probe_without_any_usable_sequence(tmp_path: Path, got_writer: Any,
@@ -214,7 +219,7 @@ def test_probe_without_any_usable_sequence(tmp_path: Path, got_writer: Any,
     got_writer(tmp_path, "s1", [[1, 1, 5, 5]] * 3, cover=[1, 2, 3], frames=False)
     got_list_writer(tmp_path, ["s1"])
     with pytest.raises(DataError, match="no sequence .* spanning 4"):
-        got10k.Got10kOcclusionProbe().build(got10k.Got10kDataset(tmp_path))
+        got10k.Got10kOcclusionProbe().build(dataset(tmp_path))
 
 
 def test_registered_components_validate_params(got10k_world: Any) -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 
 import sslc_plugins.image_folder as image_folder
 import sslc_plugins.synthworld as synthworld
-from ssl_core.errors import ComponentError, DataError
+from ssl_core import ComponentError, DataError
 from ssl_core.plugins import PluginHost
 
 
