@@ -84,5 +84,6 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Speed and memory figures against their baselines (not part of CI)."""
-    for script in ("bench_ris.py", "bench_train_step.py", "bench_feature_extraction.py"):
+    for script in ("bench_ris.py", "bench_train_step.py", "bench_feature_extraction.py",
+                   "bench_augment.py", "bench_cli_startup.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)

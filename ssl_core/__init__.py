@@ -42,7 +42,36 @@ _EXPORTS: dict[str, str] = {
     "Params": "ssl_core.registry",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointFormat",
+    "ComponentError",
+    "ContrastiveObjective",
+    "DataError",
+    "Dataset",
+    "Encoder",
+    "Evaluator",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageRecord",
+    "InvarianceProbe",
+    "ObjectiveOutput",
+    "PairSampler",
+    "Params",
+    "PluginError",
+    "ProbeItem",
+    "ProbeSet",
+    "RecipeError",
+    "Register",
+    "SslcError",
+    "cache_dir",
+    "crop_box",
+    "ensure_fits",
+    "hookimpl",
+    "load_rgb",
+    "write_json",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

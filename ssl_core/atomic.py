@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -52,5 +50,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def torch_save(path: str | os.PathLike[str], obj: Any) -> None:
+    import torch  # here, not at the top: the CLI imports this module and must start fast
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

@@ -39,3 +39,15 @@ class DataError(SslcError):
 
 class CheckpointError(SslcError):
     """A checkpoint that cannot be read or whose layout is unknown."""
+
+
+class PathError(SslcError):
+    """A directory sslc must write to (run directory, cache) that is a file or not writable."""
+
+
+class LockedError(SslcError):
+    """A directory locked by another running sslc process (two runs into one run directory)."""
+
+
+class DeviceError(SslcError):
+    """A `--device` that is not a device name, or names one this machine does not have."""

@@ -1,7 +1,9 @@
-"""Rich progress bars that go quiet for `--quiet`, `--json` and non-terminals in CI logs."""
+"""Rich progress bars that go quiet for `--quiet`, `--json` and non-terminals in CI logs,
+and the console results are printed on."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -20,6 +22,15 @@ T = TypeVar("T")
 
 _state = {"quiet": False}
 console = Console(stderr=True)
+
+
+def results_console() -> Console:
+    """A console on stdout for results (tables, summaries). When stdout is not a terminal
+    (piped, redirected) lines are not cut to 80 columns, so long probe names stay whole."""
+    out = Console(file=sys.stdout)
+    if out.is_terminal:
+        return out
+    return Console(file=sys.stdout, width=1000)
 
 
 def set_quiet(quiet: bool) -> None:

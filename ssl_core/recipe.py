@@ -8,18 +8,21 @@ so a misspelled parameter is an error with its YAML path and line, never ignored
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ssl_core.errors import RecipeError
+from ssl_core.errors import DataError, RecipeError
 from ssl_core.registry import Registry
 from ssl_core.yamlio import Location, load_yaml, parse_scalar
 
 Component = dict[str, Any]  # {type: <registered name>, **params}; params checked by the plugin
 DEFAULT_PROFILE = "synthetic"
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
+SET_LINE = 0  # the line number of a Location whose value came from the command line
 
 
 class Strict(BaseModel):
@@ -67,14 +70,36 @@ class ModelConfig(Strict):
         return self
 
 
+def _no_repeats(values: list[int], what: str) -> list[int]:
+    dup = sorted({v for v in values if values.count(v) > 1})
+    if dup:
+        raise ValueError(f"{what} must not repeat a value (repeated: {', '.join(map(str, dup))})")
+    return values
+
+
 class ProbeSettings(Strict):
-    top_k: list[int] = Field(default_factory=lambda: [10, 25])
+    top_k: list[int] = Field(default_factory=lambda: [10, 25], min_length=1,
+                             description="K values of the Top-K RIS, each at least 1",
+                             json_schema_extra={"uniqueItems": True, "items": {"type": "integer", "minimum": 1}})
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(2, ge=0)
 
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, values: list[int]) -> list[int]:
+        bad = [v for v in values if v < 1]
+        if bad:
+            raise ValueError(f"every K must be at least 1 (got {', '.join(map(str, bad))})")
+        return _no_repeats(values, "top_k")
+
+    resamples: int = Field(1000, ge=0, description="bootstrap resamples per RIS interval (0: off)")
+    allow_tf32: bool = Field(False, description="let features use TF32 on GPUs (faster; the "
+                                                "authors' numbers are full fp32)")
+
 
 class Recipe(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="names the run directory")
+    name: str = Field(description="a plain name (letters, digits, '.', '_', '-'; not starting with "
+                                  "'.'): it names the run directory", json_schema_extra={"pattern": NAME_PATTERN})
     description: str = ""
     world: Component | None = Field(
         None, description="a dataset that materialises the data root (e.g. the synthetic world)")
@@ -86,11 +111,28 @@ class Recipe(Strict):
         description="invariance probes; the key `dataset` (optional) names an entry in `datasets`")
     probe_settings: ProbeSettings = Field(default_factory=ProbeSettings)
     evaluations: dict[str, Component] = Field(default_factory=dict)
+    seeds: list[int] | None = Field(
+        None, min_length=1, json_schema_extra={"uniqueItems": True}, description="train and probe every trained model once per seed "
+                                        "(`sslc run --seeds 0,1,2` overrides)")
     report: dict[str, Any] = Field(
         default_factory=dict, description="`title`, and `paper`: {model: {probe: {top10, top25}}}")
     # filled in by load_recipe, not written by users:
     profile: str = DEFAULT_PROFILE
     source: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError("must be a plain name of letters, digits, '.', '_' and '-', not starting with "
+                             "'.' and without path separators, at most 100 characters: it names the run "
+                             "directory runs/<name>")
+        return name
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        return None if seeds is None else _no_repeats(seeds, "seeds")
 
 
 class LoadedRecipe:
@@ -105,12 +147,18 @@ class LoadedRecipe:
         return describe_path(path, self.lines)
 
 
+def format_location(loc: Location) -> str:
+    """`file:line`, or the command-line option a value came from (`--set k=v`)."""
+    return f"from {loc[0]}" if loc[1] == SET_LINE else f"{loc[0]}:{loc[1]}"
+
+
 def describe_path(path: Sequence[str], lines: Mapping[tuple[str, ...], Location]) -> str:
+    """`dotted.path (file:line)` of the nearest key written in a file, or `(from --set ...)`."""
     dotted = ".".join(str(p) for p in path)
     for n in range(len(path), 0, -1):
         loc = lines.get(tuple(str(p) for p in path[:n]))
         if loc:
-            return f"{dotted} ({loc[0]}:{loc[1]})"
+            return f"{dotted} ({format_location(loc)})"
     return dotted
 
 
@@ -151,9 +199,12 @@ def _load_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[st
     return deep_merge(base, data), {**base_lines, **lines}
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
+def apply_override(data: dict[str, Any], assignment: str,
+                   lines: dict[tuple[str, ...], Location] | None = None, *, option: str = "--set") -> None:
     """Apply one `--set dotted.key=value` (`=null` removes the key). Every key but the last
-    must already exist."""
+    must already exist. `lines` (key path -> location) learns that the value came from
+    `option`, so later errors about it say so instead of naming the file's old line."""
+    lines = {} if lines is None else lines
     if "=" not in assignment:
         raise RecipeError(f"--set {assignment!r}: expected dotted.key=value",
                           "for example --set models.moco.train.epochs=5")
@@ -166,7 +217,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(node, dict) or key not in node or not isinstance(node[key], dict):
             here = ".".join(keys[: i + 1])
             options = sorted(node) if isinstance(node, dict) else []
-            raise RecipeError(f"--set {dotted}: the recipe has no mapping at {here!r}",
+            if isinstance(node, dict) and key in node:  # exists, but holds a value, not a mapping
+                raise RecipeError(f"{option} {dotted}: {describe_path(keys[: i + 1], lines)} holds a value, "
+                                  "not a mapping", f"set {here} itself, e.g. {option} {here}=...")
+            parent = describe_path(keys[:i], lines) if i else "the top level"
+            raise RecipeError(f"{option} {dotted}: the recipe has no mapping at {here!r} (looked in {parent})",
                               f"keys there: {', '.join(map(str, options)) or '(none)'}")
         node = node[key]
     value = parse_scalar(text)
@@ -174,6 +229,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node.pop(keys[-1], None)
     else:
         node[keys[-1]] = value
+    path = tuple(keys)
+    for key_path in [k for k in lines if k[: len(path)] == path]:
+        del lines[key_path]  # the file's lines for this key (and below it) no longer apply
+    lines[path] = (f"{option} {assignment.strip()}", SET_LINE)
 
 
 def _structure_error(err: ValidationError, lines: Mapping[tuple[str, ...], Location], source: str) -> RecipeError:
@@ -181,6 +240,7 @@ def _structure_error(err: ValidationError, lines: Mapping[tuple[str, ...], Locat
     for e in err.errors():
         path = tuple(str(p) for p in e["loc"])
         msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(e["type"], e["msg"])
+        msg = msg.removeprefix("Value error, ")
         if "input" in e and e["type"] not in ("missing", "extra_forbidden"):
             msg += f" (got {e['input']!r})"
         problems.append(f"{describe_path(path, lines)}: {msg}")
@@ -219,9 +279,22 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
         check("evaluator", ev, "evaluations", name, drop=("model",))
 
 
+def _resolve_data_root(data_root: Path | None, lines: Mapping[tuple[str, ...], Location]) -> Path | None:
+    """A relative `data_root` is relative to the recipe file that wrote it (as `extends` is);
+    one given on the command line (`--set data_root=...`) to the current directory."""
+    if data_root is None:
+        return None
+    root = data_root.expanduser()
+    if root.is_absolute():
+        return root
+    loc = lines.get(("data_root",))
+    base = Path.cwd() if loc is None or loc[1] == SET_LINE else Path(loc[0]).parent
+    return base / root
+
+
 def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: Sequence[str] = (),
-                registry: Registry | None = None) -> LoadedRecipe:
-    """Read, merge (extends, profile, --set) and validate a recipe."""
+                seeds: Sequence[int] | None = None, registry: Registry | None = None) -> LoadedRecipe:
+    """Read, merge (extends, profile, --set, --seeds) and validate a recipe."""
     path = Path(path)
     data, lines = _load_with_extends(path)
     profiles = data.pop("profiles", None) or {}
@@ -235,13 +308,17 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
         data = deep_merge(data, overlay)
         lines = {**lines, **{k[2:]: v for k, v in lines.items() if k[:2] == ("profiles", profile)}}
     for assignment in overrides:
-        apply_override(data, assignment)
+        apply_override(data, assignment, lines)
+    if seeds is not None:
+        data["seeds"] = list(seeds)
+        lines[("seeds",)] = ("--seeds " + ",".join(map(str, seeds)), SET_LINE)
     data["profile"] = profile
     data["source"] = str(path)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise _structure_error(err, lines, str(path)) from None
+    recipe.data_root = _resolve_data_root(recipe.data_root, lines)
     if registry is None:
         from ssl_core.plugins import get_registry
 
@@ -284,3 +361,71 @@ def recipe_json_schema(registry: Registry) -> dict[str, Any]:
     props["profiles"] = {"type": "object", "description": "named overlays selected with --profile",
                          "additionalProperties": {"type": "object"}}
     return schema
+
+
+def resolved_dataset_config(config: Mapping[str, Any], data_root: Path, registry: Registry) -> dict[str, Any]:
+    """A dataset config with a relative `root` resolved against the data root (and a missing
+    `root` set to it, for datasets that take one)."""
+    cfg = dict(config)
+    root = cfg.get("root")
+    if isinstance(root, str) and not Path(root).expanduser().is_absolute():
+        cfg["root"] = str(data_root / root)
+    elif root is None and "root" in registry.get("dataset", cfg["type"]).params.model_fields:
+        cfg["root"] = str(data_root)
+    return cfg
+
+
+def _datasets_used(recipe: Recipe, registry: Registry,
+                   stages: Sequence[str]) -> list[tuple[tuple[str, ...], dict[str, Any], str]]:
+    """(YAML path, dataset config, user) for every dataset the chosen stages read."""
+    used: list[tuple[tuple[str, ...], dict[str, Any], str]] = []
+
+    def named(name: object, user: str) -> None:
+        if isinstance(name, str) and name in recipe.datasets:
+            used.append((("datasets", name), dict(recipe.datasets[name]), user))
+
+    if "train" in stages:
+        for m, model in recipe.models.items():
+            if model.train is not None:
+                named(model.train.dataset, f"models.{m}.train")
+    if "probe" in stages:
+        for p, probe in recipe.probes.items():
+            if probe.get("dataset") is not None:
+                named(probe["dataset"], f"probes.{p}")
+            else:  # the probe reads its default dataset type under the data root
+                dataset_type = getattr(registry.get("invariance-probe", probe["type"]).cls, "dataset_type", None)
+                if isinstance(dataset_type, str) and dataset_type in registry.specs["dataset"]:
+                    used.append((("probes", p), {"type": dataset_type}, f"probes.{p}"))
+    if "evaluate" in stages:
+        for e, ev in recipe.evaluations.items():
+            named(ev.get("dataset"), f"evaluations.{e}")
+    return used
+
+
+def check_data_roots(loaded: LoadedRecipe, registry: Registry,
+                     stages: Sequence[str] = ("train", "probe", "evaluate")) -> None:
+    """Raise `DataError` listing every dataset root the chosen stages would read that does not
+    exist, so `sslc validate` (and `sslc run` before training) finds what a probe would
+    only find after hours of training. Roots under a `world` are skipped: it creates them."""
+    recipe = loaded.recipe
+    data_root = recipe.data_root if recipe.data_root is not None else Path.cwd()
+    problems: dict[str, list[str]] = {}
+    for yaml_path, config, user in _datasets_used(recipe, registry, stages):
+        root = config.get("root")
+        if recipe.world is not None and not (isinstance(root, str) and Path(root).expanduser().is_absolute()):
+            continue  # under the world's data root, which the world renders
+        if "root" not in registry.get("dataset", config["type"]).params.model_fields:
+            continue
+        resolved = Path(resolved_dataset_config(config, data_root, registry)["root"]).expanduser()
+        if resolved.exists():
+            continue
+        if root is None or recipe.data_root is not None and not data_root.exists():
+            where, resolved = describe_path(("data_root",), loaded.lines), data_root
+        else:
+            where = describe_path((*yaml_path, "root"), loaded.lines)
+        problems.setdefault(f"{where}: {resolved} does not exist", []).append(user)
+    if problems:
+        lines = [f"{msg} (needed by {', '.join(dict.fromkeys(users))})" for msg, users in problems.items()]
+        raise DataError("dataset root not found:\n  " + "\n  ".join(lines),
+                        "fix the path: a relative `root` resolves against `data_root`, and a relative "
+                        "`data_root` against the recipe's folder")

@@ -19,14 +19,17 @@ from ssl_core.errors import SslcError
 from ssl_core.features import FeatureCache
 from ssl_core.fingerprint import fingerprint
 from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, ProbeSet
+from ssl_core.locking import world_lock
+from ssl_core.paths import cache_dir
+from ssl_core.preflight import cache_usable
 from ssl_core.probing import encoder_identity, measure, seeded_encoder
 from ssl_core.progress import console, is_quiet, progress_bar
-from ssl_core.recipe import LoadedRecipe, ModelConfig
+from ssl_core.recipe import LoadedRecipe, ModelConfig, resolved_dataset_config
 from ssl_core.registry import Registry
 from ssl_core.report import build_report
+from ssl_core.rundir import SEED_DIR_PREFIX
 from ssl_core.seeding import seed_everything
-
-STAGES = ("train", "probe", "evaluate", "report")
+from ssl_core.stages import STAGES
 
 
 def pick_device(name: str) -> torch.device:
@@ -71,7 +74,16 @@ class Runner:
         self._datasets: dict[str, Dataset] = {}
         self._encoders: dict[tuple[str, int | None], tuple[Encoder, str]] = {}
         self._probe_sets: dict[str, ProbeSet] = {}
-        self.cache = FeatureCache()
+        self._cache: FeatureCache | None | bool = False  # decided on first use
+
+    @property
+    def cache(self) -> FeatureCache | None:
+        """The feature cache, or None (with a warning) when its folder is not writable."""
+        if self._cache is False:
+            root = cache_dir() / "features"
+            self._cache = FeatureCache(root) if cache_usable(root, "feature cache") else None
+        assert self._cache is None or isinstance(self._cache, FeatureCache)
+        return self._cache
 
     def log(self, message: str) -> None:
         if not is_quiet():
@@ -84,7 +96,7 @@ class Runner:
             r = self.recipe
             if r.world is not None:
                 world = self.registry.create("dataset", r.world, where="world")
-                with progress_bar() as progress:
+                with world_lock(Path(world.root)), progress_bar() as progress:
                     world.prepare(progress=None if is_quiet() else progress)
                 self._data_root = Path(world.root)
             elif r.data_root is not None:
@@ -95,13 +107,7 @@ class Runner:
 
     def resolved_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """A dataset config with a relative `root` resolved against the data root."""
-        cfg = dict(config)
-        root = cfg.get("root")
-        if isinstance(root, str) and not Path(root).expanduser().is_absolute():
-            cfg["root"] = str(self.data_root / root)
-        elif root is None and "root" in self.registry.get("dataset", cfg["type"]).params.model_fields:
-            cfg["root"] = str(self.data_root)
-        return cfg
+        return resolved_dataset_config(config, self.data_root, self.registry)
 
     def dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
@@ -120,7 +126,7 @@ class Runner:
         return fingerprint(model.model_dump(mode="json"), data)
 
     def _dir(self, seed: int | None) -> Path:
-        return self.run_dir if seed is None else self.run_dir / f"seed-{seed}"
+        return self.run_dir if seed is None else self.run_dir / f"{SEED_DIR_PREFIX}{seed}"
 
     def _model(self, name: str, seed: int | None) -> ModelConfig:
         """The model's config, with `seed` as its initialisation and training seed."""

@@ -1,20 +1,21 @@
-"""The `sslc` command line. User mistakes print one message and exit 2, never a traceback."""
+"""The `sslc` command line. User mistakes print one message and exit 2, never a traceback.
+
+This module imports nothing heavy: the command group lives in `ssl_core.cli.app` and
+each subcommand is imported only when it runs, so `sslc --version` and `sslc --help`
+answer without importing torch, and Ctrl-C at any point of start-up is caught below.
+"""
 
 from __future__ import annotations
 
+import errno
 import re
 import sys
+from typing import TYPE_CHECKING, Any
 
-import click
-from rich.markup import escape
+if TYPE_CHECKING:
+    from ssl_core.errors import SslcError
 
-from ssl_core import __version__
-from ssl_core.cli.data import data
-from ssl_core.cli.plugins_cmd import plugins
-from ssl_core.cli.run import run, schema, validate
-from ssl_core.errors import SslcError
-from ssl_core.progress import console
-
+INTERRUPTED = "interrupted: rerun the same command to resume from the last checkpoint"
 _WORKER_WRAPPED = re.compile(r"ssl_core\.errors\.\w+: (.*)", re.DOTALL)
 
 
@@ -28,39 +29,60 @@ def user_message(exc: SslcError) -> str:
     return text
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sslc")
-def cli() -> None:
-    """sslc: contrastive self-supervised learning, one command per experiment."""
+def _interrupted() -> None:
+    sys.stderr.write(f"\n{INTERRUPTED}\n")
+    sys.stderr.flush()
+    sys.exit(130)
 
 
-cli.add_command(run)
-cli.add_command(validate)
-cli.add_command(schema)
-cli.add_command(plugins)
-cli.add_command(data)
-try:
-    from ssl_core.cli.probe import probe
+def _error(message: str, code: int = 2) -> None:
+    from rich.markup import escape
 
-    cli.add_command(probe)
-except ImportError:  # pragma: no cover - only while the probe command is being built
-    pass
+    from ssl_core.progress import console
+
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
-def main(argv: list[str] | None = None) -> None:
+#: OSErrors that are the machine's state, not a bug: reported as user errors (exit 2)
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def _run(argv: list[str] | None) -> None:
+    import click
+
+    from ssl_core.cli.app import cli
+    from ssl_core.errors import SslcError
+
     try:
         cli.main(args=argv, prog_name="sslc", standalone_mode=False)
     except SslcError as exc:
-        console.print(f"[bold red]error:[/bold red] {escape(user_message(exc))}", highlight=False,
-                      soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        console.print("interrupted: rerun the same command to resume from the last checkpoint")
-        sys.exit(130)
+        _error(user_message(exc), exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        _error(f"cannot write{where}: {exc.strerror or exc}\n  hint: check the permissions and free space "
+               "there, or choose another place (--run-dir, --output, SSLC_CACHE_DIR)")
+    except click.exceptions.Abort:  # click's name for Ctrl-C (and EOF at a prompt)
+        _interrupted()
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `sslc` console script."""
+    try:
+        _run(argv)
+    except KeyboardInterrupt:
+        _interrupted()
     sys.exit(0)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":  # the click group, for callers that embed it
+        from ssl_core.cli.app import cli
+
+        return cli
+    raise AttributeError(f"module 'ssl_core.cli' has no attribute {name!r}")

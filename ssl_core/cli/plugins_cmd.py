@@ -9,14 +9,16 @@ from rich.table import Table
 
 from ssl_core.cli.options import json_option
 from ssl_core.plugins import get_host
-from ssl_core.progress import console
+from ssl_core.progress import console, results_console
 
 
 @click.command()
 @click.option("--verbose", "-v", is_flag=True, help="Show load-failure tracebacks.")
 @json_option
 def plugins(verbose: bool, as_json: bool) -> None:
-    """List plugins, their versions and components per kind, and load failures."""
+    """List plugins, their versions and components per kind, and load failures.
+
+    The table goes to stdout; conflicts and load failures to stderr."""
     host = get_host()
     reg = host.registry
     if as_json:
@@ -46,7 +48,7 @@ def plugins(verbose: bool, as_json: bool) -> None:
         for kind, names in sorted(p.components.items()) or [("-", [])]:
             table.add_row(p.name if first else "", (p.version or "") if first else "", kind, ", ".join(names))
             first = False
-    console.print(table)
+    results_console().print(table)
     for (kind, name), owners in reg.conflicts.items():
         console.print(f"[yellow]conflict:[/yellow] {kind} {name!r} registered by {' and '.join(owners)}")
     for f in host.failures:

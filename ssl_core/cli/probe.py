@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ssl_core.checkpoints import LoadReport, checkpoint_digest, formats, load_encoder
-from ssl_core.cli.options import json_option, quiet_option
+from ssl_core.cli.options import device_option, json_option, quiet_option
 from ssl_core.errors import ComponentError, DataError
 from ssl_core.features import FeatureCache, rows_metadata
 from ssl_core.interfaces import Encoder
+from ssl_core.paths import cache_dir
 from ssl_core.plugins import get_registry
+from ssl_core.preflight import cache_usable
 from ssl_core.probing import encoder_identity, measure, seeded_encoder
-from ssl_core.progress import console, is_quiet
+from ssl_core.progress import console, is_quiet, results_console
 from ssl_core.registry import Registry
 
 RANDOM_PREFIX = "random:"
@@ -132,7 +133,7 @@ def _report_load(report: LoadReport) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="DataLoader worker processes for image decoding.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 @click.option("--save-features", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the features as alldata.pth (+ paths, boxes); with several probes, "
                    "one file each: FILE with the probe name before the suffix.")
@@ -178,7 +179,7 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
         click.echo(json.dumps(result, indent=2))
     else:
         title = f"invariance of {result['source'].get('checkpoint') or result['source'].get('features')}"
-        Console().print(_table(result["probes"], top_k, title))  # stdout: the result
+        results_console().print(_table(result["probes"], top_k, title))  # stdout: the result
 
 
 def _probe_features_file(path: Path, top_k: Sequence[int], resamples: int) -> dict[str, Any]:
@@ -222,7 +223,9 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
     encoder_id = encoder_identity(encoder)
     source["encoder_id"] = encoder_id
 
-    cache = FeatureCache() if use_cache else None
+    root_of_cache = cache_dir() / "features"
+    cache = FeatureCache(root_of_cache) if use_cache and cache_usable(root_of_cache,
+                                                                       "feature cache") else None
     rows: list[dict[str, Any]] = []
     for name, p in zip(probes, probe_objs, strict=True):
         root = roots.get(p.dataset_type, default_root)

@@ -7,56 +7,93 @@ from pathlib import Path
 
 import click
 
-from ssl_core.atomic import write_text
-from ssl_core.cli.options import json_option, quiet_option, recipe_options
-from ssl_core.plugins import get_registry
-from ssl_core.progress import console
-from ssl_core.recipe import load_recipe, recipe_json_schema
-from ssl_core.runner import STAGES, Runner
+from ssl_core.cli.options import (
+    device_option,
+    json_option,
+    quiet_option,
+    recipe_options,
+    seeds_option,
+)
+from ssl_core.stages import STAGES
 
 
-@click.command()
-@recipe_options
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where results go (default runs/<recipe name>[-<profile>]).")
-@click.option("--force", is_flag=True, help="Redo stages even if their inputs did not change.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--stages", default=",".join(STAGES), show_default=True,
-              help="Comma-separated subset of: " + ", ".join(STAGES))
-@quiet_option
-@json_option
-def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | None, force: bool,
-        device: str, stages: str, as_json: bool) -> None:
-    """Run a recipe: train -> probe -> evaluate -> report."""
-    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+def _stages(text: str) -> list[str]:
+    chosen = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}",
                                  param_hint="--stages")
-    registry = get_registry()
-    loaded = load_recipe(recipe, profile=profile, overrides=overrides, registry=registry)
-    r = loaded.recipe
-    if run_dir is None:
-        suffix = "" if profile == "synthetic" else f"-{profile}"
-        run_dir = Path("runs") / f"{r.name}{suffix}"
-    runner = Runner(loaded, registry, run_dir=run_dir, device=device, force=force)
-    report = runner.run(chosen)
-    if as_json:
-        click.echo(json.dumps(report["json"], indent=2))
-    else:
-        console.print(report["table"])
-        console.print(f"results in {run_dir}/ (report.md, report.json)")
+    return chosen
 
 
 @click.command()
 @recipe_options
+@click.option("--run-dir", type=click.Path(path_type=Path),
+              help="Where results go (default runs/<recipe name>[-<profile>]).")
+@click.option("--force", is_flag=True, help="Redo stages even if their inputs did not change.")
+@device_option
+@click.option("--stages", default=",".join(STAGES), show_default=True,
+              help="Comma-separated subset of: " + ", ".join(STAGES))
+@seeds_option
+@quiet_option
 @json_option
-def validate(recipe: str, profile: str, overrides: tuple[str, ...], as_json: bool) -> None:
+def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | None, force: bool,
+        device: str, stages: str, seeds: list[int] | None, as_json: bool) -> None:
+    """Run a recipe: train -> probe -> evaluate -> report."""
+    from ssl_core.locking import dir_lock
+    from ssl_core.paths import cache_dir
+    from ssl_core.plugins import get_registry
+    from ssl_core.preflight import ensure_writable_dir
+    from ssl_core.progress import results_console
+    from ssl_core.recipe import check_data_roots, load_recipe
+    from ssl_core.rundir import claim_run_dir
+    from ssl_core.runner import Runner
+
+    chosen = _stages(stages)
+    registry = get_registry()
+    loaded = load_recipe(recipe, profile=profile, overrides=overrides, seeds=seeds, registry=registry)
+    r = loaded.recipe
+    check_data_roots(loaded, registry, chosen)
+    cache_dir()  # a cache path that is a file is an error now, not after training
+    if run_dir is None:
+        suffix = "" if profile == "synthetic" else f"-{profile}"
+        run_dir = Path("runs") / f"{r.name}{suffix}"
+    run_dir = ensure_writable_dir(run_dir, "run directory", option="--run-dir")
+    extra = {"seeds": r.seeds} if r.seeds is not None else {}  # multi-seed: the runner's side of issue 9
+    runner = Runner(loaded, registry, run_dir=run_dir, device=device, force=force, **extra)
+    with dir_lock(run_dir, what="run directory",
+                  hint=f"wait for that run to finish or use another --run-dir; if it is gone (e.g. it ran "
+                       f"on another machine), delete {run_dir / '.sslc.lock'}"):
+        claim_run_dir(run_dir, r)
+        report = runner.run(chosen)
+    if as_json:
+        click.echo(json.dumps(report["json"], indent=2))
+    else:
+        out = results_console()
+        out.print(report["table"])
+        out.print(f"results in {run_dir}/ (report.md, report.json)", highlight=False)
+
+
+@click.command()
+@recipe_options
+@seeds_option
+@click.option("--no-data-check", is_flag=True,
+              help="Do not check that dataset roots exist (e.g. validating on a laptop for a cluster).")
+@json_option
+def validate(recipe: str, profile: str, overrides: tuple[str, ...], seeds: list[int] | None,
+             no_data_check: bool, as_json: bool) -> None:
     """Check a recipe (structure and every component's parameters) without running it."""
-    loaded = load_recipe(recipe, profile=profile, overrides=overrides)
+    from ssl_core.plugins import get_registry
+    from ssl_core.recipe import check_data_roots, load_recipe
+
+    registry = get_registry()
+    loaded = load_recipe(recipe, profile=profile, overrides=overrides, seeds=seeds, registry=registry)
+    if not no_data_check:
+        check_data_roots(loaded, registry)
     r = loaded.recipe
     summary = {"recipe": recipe, "name": r.name, "profile": profile, "valid": True,
-               "models": list(r.models), "probes": list(r.probes), "evaluations": list(r.evaluations)}
+               "models": list(r.models), "probes": list(r.probes), "evaluations": list(r.evaluations),
+               "seeds": r.seeds, "data_checked": not no_data_check}
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -69,6 +106,10 @@ def validate(recipe: str, profile: str, overrides: tuple[str, ...], as_json: boo
               help="Write the schema to this file instead of stdout.")
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the recipe format (with the loaded plugins' components)."""
+    from ssl_core.atomic import write_text
+    from ssl_core.plugins import get_registry
+    from ssl_core.recipe import recipe_json_schema
+
     text = json.dumps(recipe_json_schema(get_registry()), indent=2)
     if output is None:
         click.echo(text)

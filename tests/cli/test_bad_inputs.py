@@ -193,3 +193,22 @@ def test_checkpoint_of_unknown_layout(sslc, recipe, tmp_path: Path) -> None:
     path = tmp_path / "ck.yaml"
     path.write_text(text)
     assert_user_error(sslc("run", str(path), "--run-dir", str(tmp_path / "run"), "--quiet"), "weird.pth")
+
+
+def test_duplicate_key(sslc, recipe) -> None:
+    path = recipe(**{"epochs: 1": "epochs: 1\n      epochs: 7"})
+    assert_user_error(sslc("validate", str(path)), "written twice", "lines 12 and 13", "recipe.yaml:13")
+
+
+def test_set_value_error_names_set(sslc, recipe) -> None:
+    assert_user_error(sslc("validate", str(recipe()), "--set", "models.m.train.epochs=many"),
+                      "from --set models.m.train.epochs=many", "integer")
+
+
+def test_recipe_name_with_a_path(sslc, recipe) -> None:
+    assert_user_error(sslc("validate", str(recipe(**{"name: bad": "name: ../../etc"}))), "plain name")
+
+
+def test_zero_top_k(sslc, recipe) -> None:
+    path = recipe(**{"num_workers: 0": "num_workers: 0\nprobe_settings: {top_k: [0]}"})
+    assert_user_error(sslc("validate", str(path)), "probe_settings.top_k", "at least 1")

@@ -112,3 +112,76 @@ def test_schema_includes_component_parameters() -> None:
     moco = next(v for v in variants if v["properties"]["type"]["const"] == "moco-queue")
     assert "queue_size" in moco["properties"] and moco["additionalProperties"] is False
     assert '"#/$defs/encoder-component"' in text
+
+
+# -- issue 10 ---------------------------------------------------------------------------------
+def test_duplicate_keys_are_an_error_with_both_lines(tmp_path: Path) -> None:
+    text = BASE.replace("      epochs: 2\n", "      epochs: 2\n      lr: 0.1\n      epochs: 7\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, "r.yaml", text))
+    assert "models.m.train.epochs" in str(err.value) and "lines 11 and 13" in str(err.value)
+    assert "r.yaml:13" in str(err.value)
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    text = BASE.replace("      epochs: 2\n      batch_size: 8\n",
+                        "      <<: {epochs: 2, batch_size: 8}\n      epochs: 3\n")
+    assert load_recipe(write(tmp_path, "r.yaml", text)).recipe.models["m"].train.epochs == 3
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../escape", "a/b", "a\\\\b", ".hidden", "", "x" * 101])
+def test_recipe_name_is_a_plain_name(tmp_path: Path, name: str) -> None:
+    text = BASE.replace("name: base", f"name: {json.dumps(name)}")
+    with pytest.raises(RecipeError, match="name .*plain name"):
+        load_recipe(write(tmp_path, "r.yaml", text))
+
+
+def test_relative_data_root_resolves_against_the_recipe_folder(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "recipes").mkdir()
+    write(tmp_path / "recipes", "base.yaml", BASE + "data_root: ../data\n")
+    child = write(tmp_path / "recipes", "child.yaml", "extends: base.yaml\nname: child\n")
+    monkeypatch.chdir("/")  # anywhere but the recipes' folder
+    assert load_recipe(child).recipe.data_root == tmp_path / "recipes" / ".." / "data"
+    r = load_recipe(child, overrides=["data_root=elsewhere"]).recipe
+    assert r.data_root == Path("/") / "elsewhere"  # from --set: relative to the current directory
+    assert load_recipe(child, profile="paper").recipe.data_root == Path("/datasets")
+
+
+@pytest.mark.parametrize("top_k, needle", [("[]", "at least 1 item"), ("[0, 10]", "at least 1"),
+                                           ("[-5]", "at least 1"), ("[10, 10]", "repeat")])
+def test_top_k_must_be_non_empty_positive_and_unique(tmp_path: Path, top_k: str, needle: str) -> None:
+    text = BASE.replace("profiles:", f"probe_settings:\n  top_k: {top_k}\nprofiles:")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, "r.yaml", text))
+    assert "probe_settings.top_k" in str(err.value) and needle in str(err.value)
+
+
+def test_seeds_in_the_recipe_and_from_the_command_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", BASE + "seeds: [0, 1]\n")
+    assert load_recipe(path).recipe.seeds == [0, 1]
+    assert load_recipe(path, seeds=[3]).recipe.seeds == [3]
+    assert load_recipe(write(tmp_path, "s.yaml", BASE)).recipe.seeds is None
+    with pytest.raises(RecipeError, match=r"seeds \(.*r.yaml:\d+\).*repeat"):
+        load_recipe(write(tmp_path, "r.yaml", BASE + "seeds: [1, 1]\n"))
+    with pytest.raises(RecipeError, match=r"seeds \(from --seeds \): .*at least 1 item"):
+        load_recipe(path, seeds=[])
+
+
+def test_set_errors_say_the_value_came_from_set(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", BASE)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path, overrides=["models.m.train.epochs=many"])
+    assert "models.m.train.epochs (from --set models.m.train.epochs=many)" in str(err.value)
+    assert "r.yaml:11" not in str(err.value)  # the file's `epochs: 2` is not the culprit
+    with pytest.raises(RecipeError, match=r"epochz \(from --set models.m.train.epochz=5\): unknown key"):
+        load_recipe(path, overrides=["models.m.train.epochz=5"])
+    with pytest.raises(ComponentError, match=r"queue_sise \(from --set"):
+        load_recipe(path, overrides=["models.m.train.objective={type: moco-queue, queue_sise: 3}"])
+
+
+def test_set_errors_point_at_the_line_that_holds_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", BASE)
+    with pytest.raises(RecipeError, match=r"no mapping at 'models.q' \(looked in models \(.*r.yaml:4\)\)"):
+        load_recipe(path, overrides=["models.q.train.epochs=5"])
+    with pytest.raises(RecipeError, match=r"models.m.train.epochs \(.*r.yaml:11\) holds a value"):
+        load_recipe(path, overrides=["models.m.train.epochs.x=5"])

@@ -4,7 +4,8 @@ SimCLR (Chen et al., 2020) needs no queue and no momentum encoder: both views of
 every image go through the same encoder and a small MLP head, and for each of the
 2N embeddings the other view of the same image is the positive while the remaining
 2N - 2 are negatives. Copy this file to start your own objective plugin: a params
-model, a ContrastiveObjective subclass, and one hook that registers them.
+model, a ContrastiveObjective subclass whose `__init__` takes it, and one hook that
+registers the class. It imports only what the top-level `ssl_core` package exports.
 """
 
 from __future__ import annotations
@@ -14,9 +15,15 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from ssl_core import ContrastiveObjective, Encoder, ObjectiveOutput, Params, hookimpl
-from ssl_core.errors import ComponentError
-from ssl_core.hookspecs import Register
+from ssl_core import (
+    ComponentError,
+    ContrastiveObjective,
+    Encoder,
+    ObjectiveOutput,
+    Params,
+    Register,
+    hookimpl,
+)
 from torch import Tensor, nn
 
 __all__ = ["SimCLRNTXent", "SimCLRParams", "nt_xent", "register_objectives"]
@@ -134,8 +141,8 @@ class SimCLRNTXent(ContrastiveObjective):
 
 @hookimpl
 def register_objectives(register: Register) -> None:
-    # sslc validates the recipe's keys with SimCLRParams, then calls the factory
-    # with the validated model: SimCLRNTXent(params).
+    # sslc validates the recipe's keys with SimCLRParams, then builds the registered
+    # class with the validated model: SimCLRNTXent(params).
     register(
         "simclr-ntxent",
         SimCLRNTXent,

@@ -1,4 +1,8 @@
-"""Tests of the simclr-ntxent objective: the loss, its gradients, params and discovery."""
+"""Tests of the simclr-ntxent objective: the loss, its gradients, params and discovery.
+
+The contract with sslc (registration, parameters, the objective's promises) is checked
+with sslc's own kit, `ssl_core.testing`; its fixtures come in through conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from pydantic import ValidationError
-from ssl_core import Encoder
-from ssl_core.errors import ComponentError, SslcError
-from ssl_core.plugins import PluginHost, get_registry
+from ssl_core import ComponentError, Encoder
+from ssl_core.testing import (
+    check_encoder,
+    check_entry_point,
+    check_objective,
+    check_params_reject_unknown_keys,
+    check_registers_cleanly,
+)
 from torch import Tensor, nn
 
 import sslc_simclr
@@ -20,7 +29,7 @@ from sslc_simclr import SimCLRNTXent, SimCLRParams, nt_xent
 
 
 class TinyEncoder(Encoder):
-    """A real (if small) conv net, used when the built-in resnet18 is not registered."""
+    """A real (if small) conv net: the objective is tested without any other plugin."""
 
     feature_dim = 16
 
@@ -43,13 +52,6 @@ class TinyEncoder(Encoder):
 
 
 def make_encoder() -> Encoder:
-    """resnet18 from the built-in resnet plugin when it is registered, else TinyEncoder."""
-    try:
-        registry = get_registry()
-    except SslcError:  # e.g. SSLC_STRICT_PLUGINS=1 with a broken plugin installed
-        return TinyEncoder()
-    if "resnet18" in registry.names("encoder"):
-        return registry.create("encoder", {"type": "resnet18", "small_input": True})
     return TinyEncoder()
 
 
@@ -140,7 +142,7 @@ def test_head_shape_follows_params() -> None:
     assert objective.head[-1].out_features == 24
 
 
-def test_params_reject_unknown_and_bad_values() -> None:
+def test_params_reject_unknown_and_bad_values(plugin_registry) -> None:
     assert SimCLRParams().temperature == 0.1
     assert SimCLRParams().out_dim == 128
     with pytest.raises(ValidationError):
@@ -149,16 +151,29 @@ def test_params_reject_unknown_and_bad_values() -> None:
         SimCLRParams.model_validate({"temperature": 0})
 
     # Through sslc's registry, as a recipe would: the error names the bad key.
-    host = PluginHost()
-    assert host.add_plugin(sslc_simclr, "simclr")
+    check_params_reject_unknown_keys("objective", "simclr-ntxent", registry=plugin_registry)
     with pytest.raises(ComponentError, match="temprature: unknown parameter"):
-        host.registry.validate(
+        plugin_registry.validate(
             "objective",
             {"type": "simclr-ntxent", "temprature": 0.2},
             where="models.simclr.train.objective",
         )
-    obj = host.registry.create("objective", {"type": "simclr-ntxent", "temperature": 0.3})
+    obj = plugin_registry.create("objective", {"type": "simclr-ntxent", "temperature": 0.3})
     assert isinstance(obj, SimCLRNTXent) and obj.params.temperature == 0.3
+
+
+def test_sslc_contract() -> None:
+    """Registers its class cleanly, alone; the objective keeps the ContrastiveObjective promises."""
+    (reg,) = check_registers_cleanly(sslc_simclr, "simclr")
+    assert (reg.kind, reg.name, reg.cls, reg.params) == (
+        "objective", "simclr-ntxent", SimCLRNTXent, SimCLRParams)
+    encoder = make_encoder()
+    check_encoder(encoder)  # the test encoder itself must be a valid sslc Encoder
+    for params in ({}, {"batch_norm": True, "hidden_dim": 8}):
+        torch.manual_seed(0)
+        out = check_objective(SimCLRNTXent(SimCLRParams(**params)), make_encoder(),
+                              {"query": images(4, 1), "key": images(4, 2)})
+        assert set(out.metrics) == {"loss", "acc1"}
 
 
 def test_unusable_states_are_clear_errors() -> None:
@@ -175,12 +190,9 @@ def test_discovered_through_entry_point() -> None:
         distribution("sslc-simclr")
     except PackageNotFoundError:
         pytest.skip("sslc-simclr is not installed: pip install -e examples/sslc-simclr")
-    host = PluginHost()
-    host.load_entry_points()
-    assert "simclr" not in [f.name for f in host.failures], host.failures
-    spec = host.registry.get("objective", "simclr-ntxent")
-    assert spec.plugin == "simclr"
-    assert host.plugins["simclr"].distribution == "sslc-simclr"
+    host = check_entry_point("simclr", distribution="sslc-simclr")
+    assert isinstance(
+        host.registry.create("objective", {"type": "simclr-ntxent"}), SimCLRNTXent)
 
 
 def _distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:

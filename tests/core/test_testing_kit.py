@@ -1,0 +1,263 @@
+"""The plugin contract kit (ssl_core.testing): it passes a correct plugin and names each
+broken promise of a faulty one. Run on the fake plugin, never the built-ins."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+import fake_plugin
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydantic import BaseModel, model_validator
+
+from ssl_core import Dataset, Encoder, Params, hookimpl
+from ssl_core.testing import (
+    ContractViolation,
+    _parse_plugin,
+    check_dataset,
+    check_encoder,
+    check_entry_point,
+    check_objective,
+    check_pair_sampler,
+    check_params_reject_unknown_keys,
+    check_registers_cleanly,
+    fresh_host,
+)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    return tmp_path
+
+
+def batch(n: int = 4) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"query": torch.rand(n, 3, 16, 16, generator=g),
+            "key": torch.rand(n, 3, 16, 16, generator=g)}
+
+
+def encoder(width: int = 8) -> fake_plugin.TinyNet:
+    return fake_plugin.TinyNet(fake_plugin.TinyNetParams(width=width))
+
+
+def objective() -> fake_plugin.InBatchInfoNCE:
+    return fake_plugin.InBatchInfoNCE(fake_plugin.InfoNCEParams())
+
+
+def one_encoder_plugin(cls: object, params: object, summary: str = "s") -> type:
+    class P:
+        @staticmethod
+        @hookimpl
+        def register_encoders(register):
+            register("x-net", cls, params=params, summary=summary)
+
+    return P
+
+
+# -- a correct plugin passes every check ---------------------------------------------------
+def test_the_fake_plugin_keeps_every_promise(folder: Path) -> None:
+    regs = check_registers_cleanly(fake_plugin, "fake")
+    assert [(r.kind, r.name) for r in regs] == [
+        ("dataset", "fake-folder"), ("pair-sampler", "fake-noisy-copies"),
+        ("encoder", "fake-net"), ("objective", "fake-infonce")]
+    registry = fresh_host(fake_plugin, "fake").registry
+    check_params_reject_unknown_keys("dataset", "fake-folder", registry=registry,
+                                     config={"root": str(folder)})
+    for kind, name in [("pair-sampler", "fake-noisy-copies"), ("encoder", "fake-net"),
+                       ("objective", "fake-infonce")]:
+        check_params_reject_unknown_keys(kind, name, registry=registry)
+    dataset = registry.create("dataset", {"type": "fake-folder", "root": str(folder)})
+    assert len(check_dataset(dataset)) == 3
+    check_pair_sampler(registry.create("pair-sampler", {"type": "fake-noisy-copies"}), dataset)
+    check_encoder(encoder())
+    out = check_objective(objective(), encoder(), batch())
+    assert set(out.metrics) == {"loss", "acc1"}
+
+
+def test_parse_plugin_spec() -> None:
+    assert _parse_plugin("fake_plugin:fake") == (fake_plugin, "fake")
+    assert _parse_plugin("fake_plugin") == (fake_plugin, "fake_plugin")
+
+
+# -- registration ---------------------------------------------------------------------------
+def test_registering_a_function_instead_of_the_class_is_named() -> None:
+    plugin = one_encoder_plugin(lambda p: encoder(), fake_plugin.TinyNetParams)
+    with pytest.raises(ContractViolation, match="register the component's class itself"):
+        check_registers_cleanly(plugin, "x")
+
+
+def test_params_must_subclass_sslc_params() -> None:
+    class Loose(BaseModel):
+        width: int = 8
+
+    with pytest.raises(ContractViolation, match="must subclass ssl_core.Params"):
+        check_registers_cleanly(one_encoder_plugin(fake_plugin.TinyNet, Loose), "x")
+
+
+def test_class_must_implement_its_kind_and_take_the_params() -> None:
+    class NotAnEncoder:
+        def __init__(self, params: fake_plugin.TinyNetParams) -> None: ...
+
+    with pytest.raises(ContractViolation, match="must subclass ssl_core.Encoder"):
+        check_registers_cleanly(one_encoder_plugin(NotAnEncoder, fake_plugin.TinyNetParams), "x")
+
+    class TwoArgs(fake_plugin.TinyNet):
+        def __init__(self, params: fake_plugin.TinyNetParams, extra: int) -> None: ...
+
+    with pytest.raises(ContractViolation, match="exactly one argument"):
+        check_registers_cleanly(one_encoder_plugin(TwoArgs, fake_plugin.TinyNetParams), "x")
+
+
+def test_missing_summary_and_failing_hook_are_named() -> None:
+    with pytest.raises(ContractViolation, match="one-line summary"):
+        check_registers_cleanly(one_encoder_plugin(fake_plugin.TinyNet,
+                                                   fake_plugin.TinyNetParams, ""), "x")
+
+    class Failing:
+        @staticmethod
+        @hookimpl
+        def register_encoders(register):
+            raise RuntimeError("hook exploded")
+
+    with pytest.raises(ContractViolation, match="failed to register.*hook exploded"):
+        check_registers_cleanly(Failing, "failing")
+
+
+def test_params_that_swallow_unknown_keys_are_caught(folder: Path) -> None:
+    class Swallowing(Params):
+        width: int = 8
+
+        @model_validator(mode="before")
+        @classmethod
+        def _drop_unknown(cls, data: dict) -> dict:
+            return {k: v for k, v in data.items() if k in cls.model_fields}
+
+    class Net(fake_plugin.TinyNet):
+        def __init__(self, params: Swallowing) -> None:
+            super().__init__(fake_plugin.TinyNetParams(width=params.width))
+
+    registry = fresh_host(one_encoder_plugin(Net, Swallowing), "x").registry
+    with pytest.raises(ContractViolation, match="accepted the unknown parameter"):
+        check_params_reject_unknown_keys("encoder", "x-net", registry=registry)
+    fake = fresh_host(fake_plugin, "fake").registry
+    with pytest.raises(ContractViolation, match="pass config="):
+        check_params_reject_unknown_keys("dataset", "fake-folder", registry=fake)
+
+
+# -- components ---------------------------------------------------------------------------
+class PythonRandomPairs(torch.utils.data.Dataset):
+    """Draws its noise from Python's `random`: the trainer's torch seeding does not fix it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        x = torch.zeros(3, 4, 4)
+        return {"query": x + random.random(), "key": x + torch.rand(())}
+
+
+class RandomSampler(fake_plugin.NoisyCopies):
+    def pairs(self, dataset: Dataset) -> torch.utils.data.Dataset:
+        return PythonRandomPairs()
+
+
+class MismatchedSampler(fake_plugin.NoisyCopies):
+    def pairs(self, dataset: Dataset) -> torch.utils.data.Dataset:
+        inner = super().pairs(dataset)
+
+        class Pairs(torch.utils.data.Dataset):
+            def __len__(self) -> int:
+                return len(inner)
+
+            def __getitem__(self, i: int) -> dict:
+                item = inner[i]
+                return {**item, "key": item["key"][:, :8]}
+
+        return Pairs()
+
+
+def test_pair_sampler_violations_are_named(folder: Path) -> None:
+    dataset = fake_plugin.FakeFolder(fake_plugin.FakeFolderParams(root=folder))
+    params = fake_plugin.NoisyCopiesParams()
+    with pytest.raises(ContractViolation, match="same torch seed"):
+        check_pair_sampler(RandomSampler(params), dataset)
+    with pytest.raises(ContractViolation, match="differ in shape"):
+        check_pair_sampler(MismatchedSampler(params), dataset)
+    empty = fake_plugin.FakeFolder(fake_plugin.FakeFolderParams(root=folder / "none"))
+    (folder / "none").mkdir()
+    with pytest.raises(ContractViolation, match="empty dataset"):
+        check_pair_sampler(fake_plugin.NoisyCopies(params), empty)
+
+
+def test_encoder_violations_are_named() -> None:
+    lying = encoder(8)
+    lying.feature_dim = 9
+    with pytest.raises(ContractViolation, match=r"expected \(N, feature_dim\)"):
+        check_encoder(lying)
+
+    class NoLayer3(fake_plugin.TinyNet):
+        def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"pooled": super().feature_maps(x)["pooled"]}
+
+    with pytest.raises(ContractViolation, match="'layer3'"):
+        check_encoder(NoLayer3(fake_plugin.TinyNetParams()))
+    assert isinstance(lying, Encoder)
+
+
+def test_objective_violations_are_named() -> None:
+    class Copying(fake_plugin.InBatchInfoNCE):
+        def bind(self, encoder: Encoder) -> None:
+            self.trunk = copy.deepcopy(encoder)
+
+    with pytest.raises(ContractViolation, match="return the encoder given to bind"):
+        check_objective(Copying(fake_plugin.InfoNCEParams()), encoder(), batch())
+
+    class Hidden(fake_plugin.InBatchInfoNCE):
+        def bind(self, encoder: Encoder) -> None:
+            self._hidden = [encoder]  # not a submodule: the optimizer would never see it
+
+        @property
+        def encoder(self) -> Encoder:
+            return self._hidden[0]
+
+    with pytest.raises(ContractViolation, match="submodule"):
+        check_objective(Hidden(fake_plugin.InfoNCEParams()), encoder(), batch())
+
+    class Detached(fake_plugin.InBatchInfoNCE):
+        def forward(self, batch: dict) -> object:
+            out = super().forward({k: v for k, v in batch.items()})
+            out.loss = out.loss.detach().requires_grad_()
+            return out
+
+    with pytest.raises(ContractViolation, match="no gradient"):
+        check_objective(Detached(fake_plugin.InfoNCEParams()), encoder(), batch())
+
+
+def test_check_entry_point_loads_an_installed_plugin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = tmp_path / "sslcfake_kit-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sslcfake-kit\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[sslc.plugins]\nkitfake = fake_plugin\n"
+                                           "kitbroken = sslcfake_no_such_module\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SSLC_LOAD_PLUGINS", "kitfake,kitbroken")
+    monkeypatch.delenv("SSLC_STRICT_PLUGINS", raising=False)
+    host = check_entry_point("kitfake", distribution="sslcfake-kit")
+    assert "fake-net" in host.registry.names("encoder")
+    with pytest.raises(ContractViolation, match="not 'other-dist'"):
+        check_entry_point("kitfake", distribution="other-dist")
+    with pytest.raises(ContractViolation, match="'kitbroken' failed.*No module named"):
+        check_entry_point("kitbroken")
+    with pytest.raises(ContractViolation, match="no plugin 'absent'"):
+        check_entry_point("absent")
+    monkeypatch.setenv("SSLC_STRICT_PLUGINS", "1")  # a failure raises inside sslc: still named
+    with pytest.raises(ContractViolation, match="'kitbroken' failed.*No module named"):
+        check_entry_point("kitbroken")
