@@ -274,9 +274,9 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
         if probe_ds is not None and probe_ds not in recipe.datasets:
             raise RecipeError(f"{describe_path(('probes', name, 'dataset'), lines)}: no dataset named {probe_ds!r}",
                               f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
-        check("invariance-probe", probe, "probes", name, drop=("dataset",))
+        check("invariance-probe", probe, "probes", name, drop=tuple(RECIPE_KEYS["invariance-probe"]))
     for name, ev in recipe.evaluations.items():
-        check("evaluator", ev, "evaluations", name, drop=("model",))
+        check("evaluator", ev, "evaluations", name, drop=tuple(RECIPE_KEYS["evaluator"]))
 
 
 def _resolve_data_root(data_root: Path | None, lines: Mapping[tuple[str, ...], Location]) -> Path | None:
@@ -327,6 +327,14 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
     return LoadedRecipe(recipe, data, lines)
 
 
+#: keys the runner reads beside a component's own parameters, per kind (never passed to it)
+RECIPE_KEYS: dict[str, dict[str, str]] = {
+    "invariance-probe": {"dataset": "name of an entry in `datasets` (default: the probe's own "
+                                    "dataset type under the data root)"},
+    "evaluator": {"model": "evaluate only this model (default: every model)"},
+}
+
+
 def recipe_json_schema(registry: Registry) -> dict[str, Any]:
     """JSON Schema of the recipe format, with each component's parameters from the loaded plugins."""
     schema = Recipe.model_json_schema()
@@ -338,8 +346,8 @@ def recipe_json_schema(registry: Registry) -> dict[str, Any]:
             for sub_name, sub in params.pop("$defs", {}).items():
                 defs.setdefault(sub_name, sub)
             props = {"type": {"const": name, "description": spec.summary}, **params.get("properties", {})}
-            if kind == "invariance-probe":
-                props["dataset"] = {"type": "string", "description": "name of an entry in `datasets`"}
+            props.update({key: {"type": "string", "description": text}
+                          for key, text in RECIPE_KEYS.get(kind, {}).items()})
             variants.append({"type": "object", "title": f"{kind} {name}", "properties": props,
                              "required": ["type", *params.get("required", [])],
                              "additionalProperties": False})

@@ -185,3 +185,34 @@ def test_set_errors_point_at_the_line_that_holds_the_key(tmp_path: Path) -> None
         load_recipe(path, overrides=["models.q.train.epochs=5"])
     with pytest.raises(RecipeError, match=r"models.m.train.epochs \(.*r.yaml:11\) holds a value"):
         load_recipe(path, overrides=["models.m.train.epochs.x=5"])
+
+
+def test_schema_accepts_the_keys_validate_accepts() -> None:
+    """`model` on an evaluation and `dataset` on a probe are the runner's, not the plugin's:
+    the exported JSON Schema lists them, so editors accept what `sslc validate` accepts."""
+    from ssl_core.interfaces import Evaluator, InvarianceProbe
+    from ssl_core.recipe import RECIPE_KEYS, recipe_json_schema
+    from ssl_core.registry import Registry, make_spec
+
+    class Eval(Evaluator):
+        def __init__(self, params: object) -> None: ...
+
+        def evaluate(self, encoder, progress=None):  # type: ignore[no-untyped-def]
+            return {}
+
+    class Probe(InvarianceProbe):
+        dataset_type = "x"
+
+        def __init__(self, params: object) -> None: ...
+
+        def build(self, dataset):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    reg = Registry()
+    reg.add(make_spec("evaluator", "fake", None, "fake-eval", Eval, None, ""))
+    reg.add(make_spec("invariance-probe", "fake", None, "fake-probe", Probe, None, ""))
+    defs = recipe_json_schema(reg)["$defs"]
+    [ev] = defs["evaluator-component"]["oneOf"]
+    [pr] = defs["invariance-probe-component"]["oneOf"]
+    assert set(RECIPE_KEYS["evaluator"]) <= set(ev["properties"])
+    assert set(RECIPE_KEYS["invariance-probe"]) <= set(pr["properties"])
