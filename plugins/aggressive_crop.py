@@ -169,9 +169,6 @@ class AggressiveCrop(PairSampler):
             )
         return CropPairs(records, self.transform)
 
-    def describe(self) -> dict[str, Any]:
-        return {"type": "aggressive-crop", **self.params.model_dump()}
-
 
 @hookimpl
 def register_pair_samplers(register: Register) -> None:
