@@ -11,7 +11,14 @@ the call on top of what existed before it (the input features are excluded); num
 its array buffers to tracemalloc. The process max RSS (resource.getrusage) is printed too,
 for the whole run (features included).
 
+The bootstrap confidence intervals (1,000 resamples by default) are timed separately:
+sslc with `resamples=0` (score only) against sslc with the intervals, so the table shows
+what the intervals add. With `--classes 0` every trajectory is its own class (ALOI); with
+`--classes 12` the trajectories share 12 classes (PASCAL3D+-like) and the bootstrap takes
+its matrix-product path.
+
     python benchmarks/bench_ris.py --rows 100000 --dim 2048 --trajectories 1000
+    python benchmarks/bench_ris.py --rows 72000 --trajectories 1000 --classes 12
     python benchmarks/bench_ris.py --quick
 """
 
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     ap.add_argument("--quick", action="store_true", help="small run: 6000 x 256, 100 trajectories")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples timed")
     args = ap.parse_args(argv)
     if args.quick:
         args.rows, args.dim, args.trajectories = 6000, 256, 100
@@ -133,12 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def run_sslc() -> dict[int, float]:
-        return representation_invariance_score(feat, traj, cls, top_k=top_k).scores
+        return representation_invariance_score(feat, traj, cls, top_k=top_k, resamples=0).scores
+
+    def run_sslc_ci() -> Any:
+        return representation_invariance_score(feat, traj, cls, top_k=top_k,
+                                               resamples=args.resamples)
 
     def run_loop() -> dict[int, float]:
         return loop_baseline(feat, traj, cls, top_k)
 
+    representation_invariance_score(feat[:64], traj[:64], top_k=(1,), resamples=0)  # imports
     t_sslc, c_sslc, s_sslc = timed(run_sslc, args.repeat)
+    t_ci, c_ci, r_ci = timed(run_sslc_ci, args.repeat)
     t_loop, c_loop, s_loop = timed(run_loop, args.repeat)
     m_sslc = m_loop = None
     if not args.no_memory:
@@ -146,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         m_loop = peak_extra_bytes(run_loop)
 
     diff = max(abs(s_sslc[k] - s_loop[k]) for k in top_k)
+    diff = max(diff, max(abs(r_ci.scores[k] - s_loop[k]) for k in top_k))
     print()
     rows = [
         ("sslc vectorised", t_sslc, c_sslc, m_sslc, s_sslc),
@@ -166,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         f"speedup: {t_loop / t_sslc:.1f}x wall, {c_loop / c_sslc:.1f}x CPU   "
         f"max |difference|: {diff:.2e}   (best of {args.repeat})"
     )
+    ci = ", ".join(f"top-{k} [{lo:.2f}, {hi:.2f}] (bias {r_ci.bias[k]:+.2f})"
+                   for k, (lo, hi) in sorted(r_ci.intervals.items()))
+    print(f"with {args.resamples} bootstrap resamples: {t_ci:.2f} s wall, {c_ci:.2f} s CPU "
+          f"(+{t_ci - t_sslc:.2f} s wall, +{c_ci - c_sslc:.2f} s CPU over the score alone); {ci}")
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"process max RSS (getrusage, whole run incl. features): {maxrss:,.0f} MiB")
     if diff > 1e-6:

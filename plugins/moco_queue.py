@@ -200,9 +200,10 @@ class MocoQueue(ContrastiveObjective):
                 f"queue_size {self.K}",
                 f"drop the last incomplete batch (drop_last=True) or set queue_size to {sizes}",
             )
-        ptr = int(self.queue_ptr[0])
-        self.queue[:, ptr:ptr + batch] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + batch) % self.K
+        # index arithmetic on the device: reading the pointer back would sync every step
+        idx = self.queue_ptr + torch.arange(batch, device=self.queue_ptr.device)
+        self.queue.index_copy_(1, idx, keys.T.to(self.queue.dtype))
+        self.queue_ptr.add_(batch).remainder_(self.K)
 
     def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput:
         q_branch, k_branch = self._bound()
@@ -233,8 +234,8 @@ class MocoQueue(ContrastiveObjective):
         with torch.no_grad():
             acc1 = (logits.argmax(dim=1) == 0).float().mean() * 100.0
         self._dequeue_and_enqueue(k)
-        return ObjectiveOutput(loss=loss, metrics={"loss": float(loss.detach()),
-                                                   "acc1": float(acc1)})
+        # tensors, not floats: the trainer reads them back only when it logs
+        return ObjectiveOutput(loss=loss, metrics={"acc1": acc1.detach()})
 
     # -- official checkpoint layout --------------------------------------------------
     def to_official_state_dict(self, prefix: str = "module.") -> dict[str, Tensor]:

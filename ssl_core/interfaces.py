@@ -82,11 +82,17 @@ class PairSampler(ABC):
     def pairs(self, dataset: Dataset) -> torch.utils.data.Dataset:
         """A torch dataset whose items are dicts with at least "query" and "key" tensors."""
 
+    def on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Finish a batch on the training device (e.g. augment on the GPU): the trainer calls
+        it after moving each batch there. The default leaves the batch as it is."""
+        return batch
+
 
 @dataclass
 class ObjectiveOutput:
     loss: Tensor
-    metrics: dict[str, float] = field(default_factory=dict)
+    #: extra numbers to log; 0-d tensors are welcome (floats force a host sync per step)
+    metrics: dict[str, float | Tensor] = field(default_factory=dict)
 
 
 class ContrastiveObjective(nn.Module, ABC):

@@ -47,6 +47,12 @@ class TrainConfig(Strict):
     checkpoint_every: int = Field(50, ge=1, description="save a resumable checkpoint every N steps")
     max_steps: int | None = Field(None, ge=1, description="stop after N steps (smoke runs)")
     seed: int = 0
+    prefetch_factor: int = Field(2, ge=1, description="batches each DataLoader worker prepares "
+                                                      "ahead (with num_workers > 0)")
+    log_every: int = Field(10, ge=1, description="steps between host syncs: log lines, progress "
+                                                 "bar, divergence check")
+    channels_last: bool | None = Field(None, description="NHWC memory format for model and "
+                                       "batches; null (auto) = on with mixed precision on CUDA")
 
 
 class CheckpointRef(Strict):
@@ -115,7 +121,10 @@ class Recipe(Strict):
         None, min_length=1, json_schema_extra={"uniqueItems": True}, description="train and probe every trained model once per seed "
                                         "(`sslc run --seeds 0,1,2` overrides)")
     report: dict[str, Any] = Field(
-        default_factory=dict, description="`title`, and `paper`: {model: {probe: {top10, top25}}}")
+        default_factory=dict,
+        description="`title`; `baseline` (the model others are compared with); `paper`: "
+                    "{model: {probe: {top10, top25}}}; `claims`: [{claim, model, probe, "
+                    "direction, baseline?, k?}] judged against the intervals")
     # filled in by load_recipe, not written by users:
     profile: str = DEFAULT_PROFILE
     source: str | None = None
@@ -324,6 +333,9 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
 
         registry = get_registry()
     _check_components(recipe, registry, lines)
+    from ssl_core.report import report_settings  # here: report imports this module
+
+    report_settings(recipe)  # a malformed `report` section fails at validation, not at the end
     return LoadedRecipe(recipe, data, lines)
 
 

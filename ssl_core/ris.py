@@ -11,19 +11,25 @@ gathered once, in trajectory order and transposed, so that
 
 so peak extra memory is bounded by a few copies of one block (`max_block_bytes`), whatever
 the number of rows. No Python loop runs over trajectories or neurons.
+
+Every score comes with a percentile bootstrap confidence interval (ssl_core.ris_bootstrap):
+the per-trajectory firing counts computed for the score are kept, and the bootstrap
+resamples trajectories within each class from them, so 1,000 resamples cost products of
+(resamples x trajectories) by (trajectories x D) matrices, never another pass over the features.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ssl_core.errors import SslcError
+from ssl_core.ris_bootstrap import bootstrap_intervals, check_bootstrap
 
-__all__ = ["RISResult", "firing_percentile", "representation_invariance_score"]
+__all__ = ["BootstrapSettings", "RISResult", "firing_percentile", "representation_invariance_score"]
 
 #: added to the per-class trajectory counts before dividing, as the authors do
 _EPS = 1e-20
@@ -33,6 +39,23 @@ MIN_TRAJECTORY_ROWS = 3
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 #: rows per tile when transposing a column block
 _ROW_TILE = 2048
+#: bootstrap defaults: resamples, seed, confidence
+DEFAULT_RESAMPLES = 1000
+DEFAULT_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """How the confidence intervals were drawn (recorded beside them)."""
+
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    confidence: float = DEFAULT_CONFIDENCE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"resamples": int(self.resamples), "seed": int(self.seed),
+                "confidence": float(self.confidence), "method": "centred-percentile",
+                "unit": "trajectory within class"}
 
 
 @dataclass(frozen=True)
@@ -45,9 +68,31 @@ class RISResult:
     num_trajectories: int  # trajectories with >= 3 rows (used)
     num_skipped: int  # trajectories with < 3 rows
     num_rows: int
+    #: K -> (low, high) of the bootstrap interval; empty when resamples == 0
+    intervals: dict[int, tuple[float, float]] = field(default_factory=dict)
+    #: K -> mean resampled RIS_K minus RIS_K (see ssl_core.ris_bootstrap)
+    bias: dict[int, float] = field(default_factory=dict)
+    bootstrap: BootstrapSettings | None = None
+
+    def half_width(self, k: int) -> float | None:
+        """Half the width of the top-K interval (what "48.6 +- 2.1" prints), or None."""
+        if k not in self.intervals:
+            return None
+        low, high = self.intervals[k]
+        return (high - low) / 2
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly: {"top10": ..., "top25": ..., "percentile": ..., ...}."""
+        """JSON-friendly::
+
+            {"top10": ..., "top25": ..., "percentile": ..., "num_classes": ...,
+             "num_trajectories": ..., "num_skipped": ..., "num_rows": ...,
+             "intervals": {"top10": {"low": ..., "high": ..., "half_width": ..., "bias": ...},
+                           "top25": {...}},
+             "bootstrap": {"resamples": 1000, "seed": 0, "confidence": 0.95,
+                           "method": "centred-percentile", "unit": "trajectory within class"}}
+
+        `intervals` and `bootstrap` are absent when the bootstrap was switched off.
+        """
         out: dict[str, Any] = {f"top{k}": float(v) for k, v in sorted(self.scores.items())}
         out.update(
             percentile=float(self.percentile),
@@ -56,6 +101,12 @@ class RISResult:
             num_skipped=int(self.num_skipped),
             num_rows=int(self.num_rows),
         )
+        if self.intervals and self.bootstrap is not None:
+            out["intervals"] = {
+                f"top{k}": {"low": float(lo), "high": float(hi), "half_width": float(hi - lo) / 2,
+                            "bias": float(self.bias.get(k, 0.0))}
+                for k, (lo, hi) in sorted(self.intervals.items())}
+            out["bootstrap"] = self.bootstrap.as_dict()
         return out
 
 
@@ -70,13 +121,21 @@ def representation_invariance_score(
     classes: Sequence[Hashable] | Any | None = None,
     top_k: Sequence[int] = (10, 25),
     *,
+    resamples: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = 0,
+    confidence: float = DEFAULT_CONFIDENCE,
     max_block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> RISResult:
     """RIS_K of `features` (N x D) over `trajectories` (N ids), per class in `classes` (N labels).
 
     `classes=None` uses the trajectory id as the class (datasets without categories). A
     trajectory's class is the class of its first row, as in the authors' script.
+
+    Each RIS_K comes with a `confidence` percentile bootstrap interval from `resamples`
+    resamples of the trajectories within each class, drawn from `bootstrap_seed`
+    (reproducible; `resamples=0` switches the intervals off). See ssl_core.ris_bootstrap.
     """
+    check_bootstrap(resamples, bootstrap_seed, confidence)
     feat = _as_feature_matrix(features)
     n, d = feat.shape
     ks = _check_top_k(top_k, d)
@@ -117,6 +176,12 @@ def representation_invariance_score(
     used_class = np.sort(traj_class)[used]  # non-decreasing: trajectories are in class order
     class_starts = np.flatnonzero(np.r_[True, used_class[1:] != used_class[:-1]])
     present_classes = used_class[class_starts]
+    # the bootstrap keeps the counts of trajectories whose class has two or more
+    per_class = np.diff(np.r_[class_starts, num_used])
+    multi_traj = np.repeat(per_class >= 2, per_class)
+    keep = np.flatnonzero(multi_traj) if resamples else np.empty(0, dtype=np.int64)
+    count_dtype = np.uint16 if int(sizes.max()) < 2**16 else np.int32
+    traj_counts = np.empty((len(keep), d), dtype=count_dtype)
 
     rows = None if bool(np.all(row_order[1:] > row_order[:-1])) else row_order
     block = int(max(1, min(d, max_block_bytes // max(1, n * feat.dtype.itemsize))))
@@ -141,6 +206,8 @@ def representation_invariance_score(
             (cols_t < t_neg[:, None]).view(np.uint8), traj_starts, axis=1, dtype=np.int32
         )
         a = np.maximum(a_pos, a_neg)[:, used]  # (b x U)
+        if len(keep):
+            traj_counts[:, cols] = a[:, keep].T
         frac = a / used_sizes  # 0 where a == 0, so summing everything == summing a > 0
         fired = (a > 0).view(np.uint8)
         local[present_classes, cols] = np.add.reduceat(frac, class_starts, axis=1).T
@@ -152,7 +219,26 @@ def representation_invariance_score(
     local /= count + _EPS
     score = local / global_firing  # G >= (N - idx) / N > 0
     ranked = -np.sort(-score, axis=1)
-    scores = {k: float(ranked[:, :k].mean(axis=1).mean() * (100 - p)) for k in ks}
+    class_values = {k: ranked[:, :k].mean(axis=1) for k in ks}
+    scores = {k: float(class_values[k].mean() * (100 - p)) for k in ks}
+    intervals: dict[int, tuple[float, float]] = {}
+    bias: dict[int, float] = {}
+    if resamples:
+        multi = per_class >= 2
+        intervals, bias, _ = bootstrap_intervals(
+            class_values=class_values,
+            single_classes=present_classes[~multi],
+            multi_classes=present_classes[multi],
+            multi_starts=(np.cumsum(per_class[multi]) - per_class[multi]).astype(np.int64),
+            traj_counts=traj_counts,
+            traj_sizes=used_sizes[keep],
+            global_firing=global_firing,
+            scale=100 - p,
+            ks=ks,
+            resamples=int(resamples),
+            seed=int(bootstrap_seed),
+            confidence=float(confidence),
+        )
     return RISResult(
         scores=scores,
         percentile=float(p),
@@ -160,6 +246,10 @@ def representation_invariance_score(
         num_trajectories=num_used,
         num_skipped=int(num_traj - num_used),
         num_rows=int(n),
+        intervals=intervals,
+        bias=bias,
+        bootstrap=BootstrapSettings(int(resamples), int(bootstrap_seed), float(confidence))
+        if resamples else None,
     )
 
 

@@ -40,6 +40,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: bump when a probe result's content changes for the same inputs (2: bootstrap intervals)
+PROBE_RESULT_VERSION = 2
+
+
 def _read_result(path: Path, fp: str) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -123,7 +127,9 @@ class Runner:
         if model.train is not None:
             data = {"dataset": self.resolved_config(self.recipe.datasets[model.train.dataset]),
                     "world": self.recipe.world}
-        return fingerprint(model.model_dump(mode="json"), data)
+        # how fast the data comes and how often we log do not change the weights
+        speed_only = {"train": {"num_workers", "prefetch_factor", "log_every"}}
+        return fingerprint(model.model_dump(mode="json", exclude=speed_only), data)
 
     def _dir(self, seed: int | None) -> Path:
         return self.run_dir if seed is None else self.run_dir / f"{SEED_DIR_PREFIX}{seed}"
@@ -199,14 +205,16 @@ class Runner:
         sampler = self.registry.create("pair-sampler", t.pair_sampler, where=f"models.{name}.train.pair_sampler")
         pairs = sampler.pairs(self.dataset(t.dataset))
         trainer = Trainer(objective, pairs, t, device=self.device, checkpoint_path=ckpt_path,
-                          fingerprint=fp, encoder_config=model.encoder, description=f"train {name}")
+                          fingerprint=fp, encoder_config=model.encoder, description=f"train {name}",
+                          on_device=sampler.on_device)
         result = trainer.fit()
         encoder = objective.encoder.cpu()
         write_json(result_path, {
             "stage": "train", "model": name, "fingerprint": fp, "steps": result.steps,
             "epochs": result.epochs, "final_loss": result.final_loss,
             "images_per_s": result.images_per_s, "resumed_from_step": result.resumed_from_step,
-            "device": str(self.device), "checkpoint": str(ckpt_path), "loss_history": result.history,
+            "device": str(self.device), "checkpoint": str(ckpt_path),
+            "metrics": str(model_dir / "metrics.jsonl"), "loss_history": result.history,
         })
         return encoder
 
@@ -231,7 +239,8 @@ class Runner:
         ds_cfg = (self.resolved_config(self.recipe.datasets[dataset_name]) if dataset_name
                   else self.resolved_config({"type": probe.dataset_type}))
         encoder, enc_id = self.encoder(model_name, seed)
-        fp = fingerprint(enc_id, cfg, ds_cfg, self.recipe.world, settings.model_dump(mode="json"))
+        fp = fingerprint(enc_id, cfg, ds_cfg, self.recipe.world, settings.model_dump(mode="json"),
+                         PROBE_RESULT_VERSION)
         out = self._dir(seed) / "probes" / model_name / f"{probe_name}.json"
         cached = None if self._redo("probe") else _read_result(out, fp)
         if cached is not None:

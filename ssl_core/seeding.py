@@ -39,6 +39,31 @@ class EpochSampler(torch.utils.data.Sampler):
         return max(0, self.limit - self.start)
 
 
+class RunSampler(torch.utils.data.Sampler):
+    """The (epoch, index) pairs of a whole run, from item `start` to item `stop` (counted from
+    the run's start): each epoch is the first `per_epoch` items of its `EpochSampler`
+    permutation. One sampler for the whole fit lets one DataLoader, and its workers and
+    prefetched batches, carry on across epoch boundaries; what each position draws is still
+    a function of (seed, epoch, index) only, so a resumed run draws what an uninterrupted one
+    would, whatever the number of workers."""
+
+    def __init__(self, n: int, seed: int, per_epoch: int, start: int, stop: int) -> None:
+        if not 0 < per_epoch <= n:
+            raise ValueError(f"per_epoch must be in 1..{n}, got {per_epoch}")
+        self.n, self.seed, self.per_epoch, self.start, self.stop = n, seed, per_epoch, start, stop
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        pos = self.start
+        while pos < self.stop:
+            epoch, offset = divmod(pos, self.per_epoch)
+            end = min(self.per_epoch, offset + self.stop - pos)
+            yield from EpochSampler(self.n, self.seed, epoch, offset, limit=end)
+            pos += end - offset
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
 class SeededItems(torch.utils.data.Dataset):
     """Runs each item's random augmentations under a seed fixed by (seed, epoch, index)."""
 

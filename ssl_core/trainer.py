@@ -1,24 +1,36 @@
-"""The pretraining loop: SGD + cosine (MoCo v2), AMP on CUDA, resumable checkpoints."""
+"""The pretraining loop: SGD + cosine (MoCo v2), AMP on CUDA, resumable checkpoints, logs.
+
+The loop does not wait for the device between steps: losses and metrics stay on it and are
+fetched every `log_every` steps, at each epoch end and before each checkpoint; the divergence
+check and the training logs (`metrics.jsonl`, TensorBoard) happen there. One DataLoader
+serves the whole fit, so its workers and prefetched batches carry on across epochs.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.progress import Progress, TaskID
 
 from ssl_core.atomic import torch_save
 from ssl_core.checkpoints import SSLC_FORMAT_VERSION, read_checkpoint
-from ssl_core.errors import CheckpointError, DataError
+from ssl_core.errors import CheckpointError, ComponentError, DataError
 from ssl_core.interfaces import ContrastiveObjective
+from ssl_core.metrics_log import RESERVED, MetricsLog, json_number
 from ssl_core.progress import progress_bar
 from ssl_core.recipe import TrainConfig
-from ssl_core.seeding import EpochSampler, SeededItems
+from ssl_core.seeding import RunSampler, SeededItems
+
+#: defaults of the TrainConfig options read with getattr (older configs lack them)
+LOG_EVERY = 10
+PREFETCH_FACTOR = 2
 
 
 @dataclass
@@ -29,6 +41,37 @@ class TrainResult:
     images_per_s: float
     resumed_from_step: int
     history: list[float] = field(default_factory=list)
+
+
+@dataclass
+class StepOutput:
+    """One step's loss and objective metrics, still on the device (nothing waited for)."""
+
+    loss: torch.Tensor
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """A finished step whose values are not fetched from the device yet."""
+
+    step: int
+    epoch: int  # 1-based, as logged
+    lr: float
+    out: StepOutput
+    data_s: float
+    step_s: float = 0.0
+
+
+def progress_info(epoch: int, epochs: int, loss: float, lr: float, img_s: float, wait: float) -> str:
+    """The progress bar's text; `wait` (time blocked on the loader / wall time) tells a user
+    when the data pipeline, not the model, sets the pace."""
+    return f"epoch {epoch}/{epochs} loss {loss:.3f} lr {lr:.4f} {img_s:.0f} img/s wait {wait:.0%}"
+
+
+def use_channels_last(option: bool | None, device: torch.device, mixed_precision: bool) -> bool:
+    """`channels_last: null` (auto) means NHWC where it pays: mixed precision on CUDA."""
+    return bool(option) if option is not None else (device.type == "cuda" and mixed_precision)
 
 
 def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
@@ -53,9 +96,12 @@ class Trainer:
 
     def __init__(self, objective: ContrastiveObjective, pairs: torch.utils.data.Dataset,
                  config: TrainConfig, *, device: torch.device, checkpoint_path: Path,
-                 fingerprint: str, encoder_config: Mapping[str, Any], description: str = "train") -> None:
+                 fingerprint: str, encoder_config: Mapping[str, Any], description: str = "train",
+                 on_device: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.objective = objective.to(device)
         self.pairs = pairs
+        #: the pair sampler's work left for the accelerator (PairSampler.on_device)
+        self.on_device = on_device
         self.cfg = config
         self.device = device
         self.checkpoint_path = checkpoint_path
@@ -77,12 +123,30 @@ class Trainer:
             raise DataError("precision: amp needs a CUDA device", "use precision: auto or fp32 on CPU")
         self.amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        # Options newer than some configs: read with defaults so any TrainConfig works.
+        self.log_every = max(1, int(getattr(config, "log_every", LOG_EVERY)))
+        self.prefetch_factor = max(1, int(getattr(config, "prefetch_factor", PREFETCH_FACTOR)))
+        self.channels_last = use_channels_last(getattr(config, "channels_last", None), device,
+                                               self.amp_dtype is not None)
+        if self.channels_last:
+            self.objective.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.step = 0
         self.history: list[float] = []
 
     # -- one step, also used by benchmarks ----------------------------------------------
-    def train_step(self, batch: Mapping[str, Any]) -> float:
-        batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    def _to_device(self, value: Any) -> Any:
+        if not torch.is_tensor(value):
+            return value
+        value = value.to(self.device, non_blocking=True)
+        if self.channels_last and value.dim() == 4:  # permuted on the device, not by the host
+            return value.contiguous(memory_format=torch.channels_last)
+        return value
+
+    def run_step(self, batch: Mapping[str, Any]) -> StepOutput:
+        """One optimisation step; the loss and metrics it returns stay on the device."""
+        batch = {k: self._to_device(v) for k, v in batch.items()}
+        if self.on_device is not None:
+            batch = self.on_device(batch)
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext())
         with autocast:
             out = self.objective(batch)
@@ -94,7 +158,11 @@ class Trainer:
         else:
             out.loss.backward()
             self.optimizer.step()
-        return float(out.loss.detach())
+        return StepOutput(out.loss.detach(), dict(out.metrics))
+
+    def train_step(self, batch: Mapping[str, Any]) -> float:
+        """`run_step`, then wait for its loss: for one-off calls and tests, not the loop."""
+        return float(self.run_step(batch).loss)
 
     def set_epoch_lr(self, epoch: int) -> float:
         lr = cosine_lr(self.cfg.lr, epoch, self.cfg.epochs) if self.cfg.schedule == "cosine" else self.cfg.lr
@@ -138,45 +206,116 @@ class Trainer:
         return self.step
 
     # -- the loop -------------------------------------------------------------------------
-    def _loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
+    def loader(self, start_step: int) -> torch.utils.data.DataLoader:
+        """One loader for every step left: its single pass spans the epochs, so worker
+        processes start once per fit and keep prefetching across epoch boundaries."""
         cfg = self.cfg
-        n_batches = self.steps_per_epoch
-        sampler = EpochSampler(len(self.pairs), cfg.seed, epoch, start * cfg.batch_size,  # type: ignore[arg-type]
-                               limit=n_batches * cfg.batch_size)
+        bs = cfg.batch_size
+        sampler = RunSampler(len(self.pairs), cfg.seed, self.steps_per_epoch * bs,  # type: ignore[arg-type]
+                             start_step * bs, self.total_steps * bs)
+        workers = cfg.num_workers
         return torch.utils.data.DataLoader(
-            SeededItems(self.pairs, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
-            num_workers=cfg.num_workers, drop_last=True, pin_memory=self.device.type == "cuda",
-            persistent_workers=False)
+            SeededItems(self.pairs, cfg.seed), batch_size=bs, sampler=sampler, num_workers=workers,
+            drop_last=True, pin_memory=self.device.type == "cuda",
+            prefetch_factor=self.prefetch_factor if workers > 0 else None)
+
+    def _fetch(self, pending: list[_Pending]) -> list[tuple[float, dict[str, float]]]:
+        """The one host sync: every pending loss and tensor metric in a single transfer."""
+        tensors: list[torch.Tensor] = []
+        for p in pending:
+            tensors.append(p.out.loss.reshape(()).double())
+            for name, value in p.out.metrics.items():
+                if torch.is_tensor(value):
+                    if value.numel() != 1:
+                        raise ComponentError(f"the objective's metric {name!r} has {value.numel()} values, "
+                                             "not one", "return a scalar (e.g. `.mean()`) for each metric")
+                    tensors.append(value.detach().reshape(()).double().to(self.device))
+        values = iter(torch.stack(tensors).cpu().tolist())
+        fetched = []
+        for p in pending:
+            loss = next(values)
+            metrics = {name: next(values) if torch.is_tensor(v) else float(v) for name, v in p.out.metrics.items()}
+            fetched.append((loss, metrics))
+        return fetched
+
+    def _records(self, pending: list[_Pending], fetched: list[tuple[float, dict[str, float]]]) -> list[dict[str, Any]]:
+        bs = self.cfg.batch_size
+        records = []
+        for p, (loss, metrics) in zip(pending, fetched, strict=True):
+            step_s = max(p.step_s, 1e-9)
+            extra = {k: json_number(v) for k, v in metrics.items() if k not in RESERVED}
+            records.append({"event": "step", "step": p.step, "epoch": p.epoch, "loss": json_number(loss),
+                            "lr": p.lr, "img_s": bs / step_s, "data_wait": min(p.data_s / step_s, 1.0),
+                            "step_s": p.step_s, "data_s": p.data_s, **extra})
+        return records
 
     def fit(self) -> TrainResult:
         self.objective.check_batch_size(self.cfg.batch_size)
         resumed = self.try_resume()
         self.objective.train()
-        start_time, images = time.perf_counter(), 0
-        with progress_bar() as progress:
-            task = progress.add_task(self.description, total=self.total_steps, completed=self.step,
-                                     info="resumed" if resumed else "")
-            while self.step < self.total_steps:
-                epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
-                lr = self.set_epoch_lr(epoch)
-                for batch in self._loader(epoch, in_epoch):
-                    loss = self.train_step(batch)
-                    self.step += 1
-                    self.history.append(loss)
-                    images += self.cfg.batch_size
-                    rate = images / max(time.perf_counter() - start_time, 1e-9)
-                    progress.update(task, advance=1,
-                                    info=f"epoch {epoch + 1}/{self.cfg.epochs} loss {loss:.3f} "
-                                         f"lr {lr:.4f} {rate:.0f} img/s")
-                    if not math.isfinite(loss):
-                        raise DataError(f"training diverged at step {self.step}: loss is {loss}",
-                                        "lower train.lr, or use precision: fp32")
-                    if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
-                        self.save()
-                    if self.step >= self.total_steps:
-                        break
+        log = MetricsLog(self.checkpoint_path.parent, resume_step=self.step,
+                         steps_per_epoch=self.steps_per_epoch, batch_size=self.cfg.batch_size)
+        start_time = time.perf_counter()
+        try:
+            self._loop(log, resumed > 0)
+        finally:
+            log.close()
         self.save(done=True)
         elapsed = max(time.perf_counter() - start_time, 1e-9)
+        images = (self.step - resumed) * self.cfg.batch_size
         return TrainResult(self.step, math.ceil(self.step / self.steps_per_epoch),
                            self.history[-1] if self.history else float("nan"), images / elapsed,
                            resumed, self.history)
+
+    def _loop(self, log: MetricsLog, resumed: bool) -> None:
+        spe = self.steps_per_epoch
+        pending: list[_Pending] = []
+        lr = self.set_epoch_lr(self.step // spe)
+        with progress_bar() as progress:
+            task = progress.add_task(self.description, total=self.total_steps, completed=self.step,
+                                     info="resumed" if resumed else "")
+            if self.step >= self.total_steps:
+                return
+            batches = iter(self.loader(self.step))
+            mark = time.perf_counter()
+            while self.step < self.total_steps:
+                epoch = self.step // spe
+                if self.step % spe == 0:
+                    lr = self.set_epoch_lr(epoch)
+                t0 = time.perf_counter()
+                batch = next(batches)
+                data_s = time.perf_counter() - t0
+                pending.append(_Pending(self.step + 1, epoch + 1, lr, self.run_step(batch), data_s))
+                self.step += 1
+                epoch_end = self.step % spe == 0
+                save_due = self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps
+                sync = (self.step % self.log_every == 0 or epoch_end or save_due
+                        or self.step >= self.total_steps)
+                fetched = self._fetch(pending) if sync else []
+                now = time.perf_counter()
+                pending[-1].step_s, mark = now - mark, now
+                progress.update(task, advance=1)
+                if not sync:
+                    continue
+                self._log(pending, fetched, log, progress, task)
+                pending = []
+                if epoch_end:
+                    log.end_epoch(epoch + 1, self.step, lr)
+                if save_due:
+                    self.save()
+
+    def _log(self, pending: list[_Pending], fetched: list[tuple[float, dict[str, float]]], log: MetricsLog,
+             progress: Progress, task: TaskID) -> None:
+        """At a host sync: keep the exact losses, write the logs, stop on divergence."""
+        losses = [loss for loss, _ in fetched]
+        self.history.extend(losses)
+        log.steps(self._records(pending, fetched))
+        for p, loss in zip(pending, losses, strict=True):
+            if not math.isfinite(loss):
+                raise DataError(f"training diverged at step {p.step}: loss is {loss}",
+                                "lower train.lr, or use precision: fp32")
+        time_s = sum(p.step_s for p in pending)
+        wait = min(sum(p.data_s for p in pending) / max(time_s, 1e-9), 1.0)
+        last = pending[-1]
+        progress.update(task, info=progress_info(last.epoch, self.cfg.epochs, losses[-1], last.lr,
+                                                 len(pending) * self.cfg.batch_size / max(time_s, 1e-9), wait))

@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from ssl_core import Dataset, ImageRecord, Params, hookimpl
-from ssl_core.errors import DataError
-from ssl_core.paths import cache_dir as default_cache_dir
+from ssl_core import DataError, Dataset, ImageRecord, Params, Register, hookimpl
+from ssl_core import cache_dir as default_cache_dir
 
 from .common import SIZES
 from .writer import is_complete, render_world, world_root
@@ -77,6 +76,6 @@ def synthesize(size: str = "small", seed: int = 0, cache_dir: Path | None = None
 
 
 @hookimpl
-def register_datasets(register: Any) -> None:
+def register_datasets(register: Register) -> None:
     register("synthworld", SynthWorld, params=SynthWorldParams,
              summary="embedded synthetic 3D world rendered into ImageNet/ALOI/GOT-10k/PASCAL3D+ layouts")

@@ -37,6 +37,7 @@ class SizeConfig:
     pascal_per_class: int  # {cls}_imagenet images per class (train + val)
     pascal_extra_per_class: int  # {cls}_pascal images per class
     pascal_size: tuple[int, int]
+    pascal_cells: int = 12  # viewpoint cells (azimuth x elevation bin) the ImageNet part cycles through
     supersample: int = 2  # anti-aliasing: ss x ss rays per pixel
     categories: tuple[str, ...] = tuple(CATEGORIES)
 
@@ -45,9 +46,16 @@ class SizeConfig:
 
 
 SIZES: dict[str, SizeConfig] = {
-    "tiny": SizeConfig(2, 3, 1, 2, 64, 4, 3, 16, (96, 128), 2, 1, (96, 128), supersample=1),
-    "small": SizeConfig(12, 7, 4, 3, 96, 24, 12, 40, (144, 192), 8, 2, (144, 192)),
-    "full": SizeConfig(100, 10, 25, 4, 128, 250, 200, 80, (240, 320), 60, 10, (240, 320)),
+    # tiny: every probe works (9 PASCAL3D+ images per class in 3 viewpoint cells give
+    # trajectories of 3 rows for both PASCAL3D+ probes), rendered in seconds for tests
+    "tiny": SizeConfig(2, 3, 1, 2, 64, 4, 3, 16, (96, 128), 9, 1, (96, 128), pascal_cells=3,
+                       supersample=1),
+    # small (the recipes' default): enough trajectories per probe that the top-10 bootstrap
+    # interval of recipes/paper_table1.yaml is at most +-2 points (docs/plugins/synthworld.md)
+    "small": SizeConfig(12, 7, 4, 3, 96, 60, 96, 40, (144, 192), 96, 2, (144, 192),
+                        pascal_cells=12),
+    "full": SizeConfig(100, 10, 25, 4, 128, 250, 200, 80, (240, 320), 180, 10, (240, 320),
+                       pascal_cells=12),
 }
 
 #: the 12 categories that play PASCAL3D+'s 12 classes
@@ -82,8 +90,8 @@ def random_light(rng: np.random.Generator, camera_azimuth: float) -> Light:
 def random_background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     """Plain, gradient or blotchy backgrounds so that the background is no class cue."""
     kind = ("plain", "gradient", "blotchy")[int(rng.integers(3))]
-    c1 = rng.uniform(0.1, 0.95, 3)
-    c2 = rng.uniform(0.1, 0.95, 3) if kind != "plain" else None
+    c1 = rng.uniform(0.1, 0.95, 3).tolist()
+    c2 = rng.uniform(0.1, 0.95, 3).tolist() if kind != "plain" else None
     noise = 0.12 if kind == "blotchy" else 0.0
     return background(size, c1, c2, noise, rng), kind
 

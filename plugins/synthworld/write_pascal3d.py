@@ -21,6 +21,35 @@ from .render import Camera, composite, downsample_mask, shade, trace
 
 RELEASE = "PASCAL3D+_release1.1"
 SOURCE_CODE = {"imagenet": 1, "pascal": 2}
+#: azimuth bins ((azimuth_coarse mod 180) // 30) in the order the cells use them: spread first
+AZIMUTH_BIN_ORDER = (0, 2, 4, 1, 3, 5)
+#: camera elevation ranges that land in elevation bin 0 / 1 ((elevation_coarse mod 90) // 30)
+#: with a margin for the object's centre not being the camera's target
+ELEVATION_RANGES = ((5.0, 14.0), (32.0, 42.0))
+
+
+def viewpoint_cell(k: int, cells: int) -> tuple[int, int]:
+    """(azimuth bin, elevation bin) of the k-th image of a class (in one part).
+
+    The images of a class cycle through `cells` viewpoint cells, so each cell gets the same
+    number of images: the instance probe (trajectory = class x cell) gets `cells`
+    trajectories per class and the viewpoint+instance probe (the j-th image of every
+    azimuth bin) trajectories as long as the number of azimuth bins used. Random
+    viewpoints would leave many cells with fewer than the 3 rows a trajectory needs.
+    """
+    all_cells = [(a, e) for e in range(len(ELEVATION_RANGES)) for a in AZIMUTH_BIN_ORDER]
+    return all_cells[k % max(1, min(cells, len(all_cells)))]
+
+
+def _scheduled_view(rng: np.random.Generator, k: int, cells: int) -> tuple[float, float]:
+    """(object-frame azimuth, camera elevation) inside the k-th image's viewpoint cell.
+
+    Bin b holds the coarse (15 degree) azimuths 30b and 30b + 15 and, mirrored, 180 more;
+    drawing inside [30b - 7, 30b + 22] keeps the rounded value in the bin."""
+    az_bin, el_bin = viewpoint_cell(k, cells)
+    azimuth = 30.0 * az_bin + float(rng.uniform(-7.0, 22.0)) + 180.0 * int(rng.integers(2))
+    lo, hi = ELEVATION_RANGES[el_bin]
+    return azimuth % 360.0, float(rng.uniform(lo, hi))
 
 
 def image_id(source: str, cls: str, k: int) -> str:
@@ -42,8 +71,11 @@ def _viewpoint(obj: PlacedObject, eye: np.ndarray) -> dict:
 
 
 def write_image(root: Path, seed: int, source: str, cls: str, k: int, size: tuple[int, int],
-                categories: list[str], ss: int = 2) -> dict:
-    """Render one annotated image of class `cls` (plus other objects) into root (the release folder)."""
+                categories: list[str], ss: int = 2, cells: int = 0) -> dict:
+    """Render one annotated image of class `cls` (plus other objects) into root (the release folder).
+
+    `cells` > 0 places the main object's viewpoint in cell `viewpoint_cell(k, cells)` (each
+    part, ImageNet and PASCAL, cycles through the cells on its own); 0 draws it at random."""
     rng = job_rng(seed, 41, SOURCE_CODE[source], list(CATEGORIES).index(cls), k)
     world = World(seed)
     n_objects = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
@@ -59,11 +91,21 @@ def write_image(root: Path, seed: int, source: str, cls: str, k: int, size: tupl
                                    float(rng.uniform(0.8, 1.2)), j + 1))
     azimuth = float(rng.uniform(0, 360))
     elevation = float(rng.uniform(5, 40))
+    if cells > 0:  # turn the main object so that the camera sees it from the cell's azimuth
+        object_azimuth, elevation = _scheduled_view(rng, k, cells)
+        first = placed[0]
+        placed[0] = PlacedObject(first.obj, first.position, (azimuth - object_azimuth) % 360.0,
+                                 first.scale, first.object_id)
     camera = Camera(azimuth, elevation, float(rng.uniform(2.6, 3.6)), (0.0, 0.4, 0.0), 45.0)
     light = random_light(rng, azimuth)
     bg, _ = random_background(rng, size)
     parts = [trace([p.world_primitives()], camera, size, ss) for p in placed]
     out = shade(composite(parts), light, bg)
+    main_alone, _ = downsample_mask(parts[0])
+    if (out.mask == placed[0].object_id).sum() < 0.5 * (main_alone == placed[0].object_id).sum():
+        # the image's own object is mostly hidden behind another: keep it alone
+        placed, parts = placed[:1], parts[:1]
+        out = shade(composite(parts), light, bg)
     eye = camera.frame()[0]
     h, w = size
     objects = []

@@ -19,14 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ssl_core.atomic import write_json
-from ssl_core.errors import DataError
+from ssl_core import DataError, write_json
 
 from .common import PASCAL_CLASSES, SIZES, TRAIN_BASE, VAL_BASE, SizeConfig
 from .render import RENDERER_VERSION
 
 MANIFEST = "world.json"
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"
 
 
 def world_root(cache_dir: Path, size: str, seed: int) -> Path:
@@ -102,7 +101,7 @@ def _run_job(args: tuple[Path, int, str, Job]) -> tuple[Job, Any]:
     from .write_pascal3d import RELEASE, write_image
     _, source, cls, k = job
     return job, write_image(tmp / RELEASE, seed, source, cls, k, cfg.pascal_size, cats,
-                            cfg.supersample)
+                            cfg.supersample, cfg.pascal_cells)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -151,7 +150,7 @@ def render_world(root: Path, size: str, seed: int, workers: int | None = None,
                 metas[job[1]].extend(result)
             else:
                 summary[job[0]].append(result)
-            if task is not None:
+            if task is not None and progress is not None:
                 progress.advance(task, _job_weight(job, cfg))
         _write_indexes(tmp, cfg, metas, summary)
         manifest = expected_manifest(size, seed)

@@ -1,8 +1,9 @@
-"""Interrupted training resumes to exactly the weights of an uninterrupted run; unchanged
-stages are skipped; checkpoints load with weights_only=True."""
+"""Interrupted training resumes to exactly the weights (and training log) of an uninterrupted
+run; unchanged stages are skipped; checkpoints load with weights_only=True."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +51,11 @@ def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
     return ckpt["objective_state_dict"]
 
 
+def metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "models" / "m" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ssl_core.cli", *args]
 
@@ -78,12 +84,15 @@ def test_sigkill_mid_training_then_resume_gives_identical_weights(tmp_path: Path
     subprocess.run(cli("run", str(recipe), "--stages", "train", "--run-dir", str(run_b), "--quiet"),
                    check=True, env=env)
     resumed = final_state(run_b)
-    import json
-
     assert json.loads((run_b / "models" / "m" / "train.json").read_text())["resumed_from_step"] > 0
     assert reference.keys() == resumed.keys()
     for key in reference:
         assert torch.equal(reference[key], resumed[key]), key
+    # the log continues where the checkpoint was: each step once, the same values
+    log_a, log_b = metrics(tmp_path / "a"), metrics(run_b)
+    assert [r["step"] for r in log_b if r["event"] == "step"] == list(range(1, 16))
+    assert [(r["event"], r["step"], r["loss"], r.get("acc1")) for r in log_a] == \
+        [(r["event"], r["step"], r["loss"], r.get("acc1")) for r in log_b]
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,8 +10,8 @@ import pytest
 import torch
 from helpers import oracle_ris
 
-from ssl_core.errors import CheckpointError, DataError, SslcError
-from ssl_core.interop import AllData, load_alldata, save_alldata
+from ssl_core.errors import DataError, SslcError
+from ssl_core.interop import AllData, load_alldata, numpy_safe_globals, save_alldata
 from ssl_core.ris import RISResult, representation_invariance_score
 
 
@@ -151,7 +152,8 @@ def test_as_dict_is_json_friendly():
     feat, traj, _ = _random_case(rng, 5, (3, 4), 30, None)
     d = representation_invariance_score(feat, traj).as_dict()
     assert set(d) >= {"top10", "top25", "percentile", "num_classes", "num_trajectories"}
-    assert all(isinstance(v, int | float) for v in d.values())
+    assert all(isinstance(v, int | float) for k, v in d.items() if k not in ("intervals", "bootstrap"))
+    assert json.loads(json.dumps(d)) == d
     assert math.isfinite(d["top10"]) and d["top10"] >= d["top25"]
 
 
@@ -210,9 +212,13 @@ def test_alldata_round_trip_with_paths_and_boxes(tmp_path):
     out = save_alldata(
         tmp_path / "alldata.pth", feat, [5, 5, 5, 9, 9, 9], ["a"] * 3 + ["b"] * 3, paths, boxes
     )
-    raw = torch.load(out, weights_only=True)  # plain weights_only load works
+    with pytest.raises(Exception):  # noqa: B017 - numpy arrays need numpy's globals allowed
+        torch.load(out, weights_only=True)
+    with torch.serialization.safe_globals(numpy_safe_globals()):
+        raw = torch.load(out, weights_only=True)  # weights_only with numpy allowed works
     assert set(raw) == {"feat", "instance", "classes", "paths", "boxes"}
-    assert raw["instance"].dtype == torch.int64 and raw["classes"] == ["a"] * 3 + ["b"] * 3
+    assert isinstance(raw["feat"], np.ndarray)  # what the authors' measure_invariances.py needs
+    assert raw["instance"].dtype == np.int64 and raw["classes"] == ["a"] * 3 + ["b"] * 3
     data = load_alldata(out)
     assert isinstance(data, AllData) and len(data) == 6
     np.testing.assert_array_equal(data.feat, feat)
@@ -256,21 +262,21 @@ def test_alldata_without_classes(tmp_path):
 def test_alldata_errors(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save({"feat": torch.zeros(4, 3)}, path)
-    with pytest.raises(CheckpointError, match="no 'instance' key") as e:
+    with pytest.raises(DataError, match="not a feature dump: no 'instance' key") as e:
         load_alldata(path)
     assert str(path) in str(e.value)
     torch.save({"feat": torch.zeros(4, 3), "instance": torch.zeros(3)}, path)
-    with pytest.raises(CheckpointError, match="'instance' has 3 entries but 'feat' has 4 rows"):
+    with pytest.raises(DataError, match="'instance' has 3 entries but 'feat' has 4 rows"):
         load_alldata(path)
     torch.save(
         {"feat": torch.zeros(4, 3), "instance": torch.zeros(4), "boxes": torch.zeros(4, 2)}, path
     )
-    with pytest.raises(CheckpointError, match="'boxes' must be N x 4"):
+    with pytest.raises(DataError, match="'boxes' must be N x 4"):
         load_alldata(path)
-    with pytest.raises(CheckpointError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         load_alldata(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(DataError, match="is not a feature dump"):
         load_alldata(tmp_path / "junk.pth")
     with pytest.raises(DataError, match="'paths' has 2 entries"):
         save_alldata(tmp_path / "x.pth", np.ones((3, 2)), [0, 0, 0], None, paths=["a", "b"])
@@ -279,5 +285,98 @@ def test_alldata_errors(tmp_path):
 def test_alldata_refuses_non_numpy_globals(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"feat": np.ones((3, 2)), "instance": [0, 0, 0], "obj": AllData}, path)
-    with pytest.raises(CheckpointError, match="needs code outside numpy"):
+    with pytest.raises(DataError, match="needs code outside numpy"):
         load_alldata(path)
+
+
+# -- bootstrap confidence intervals ----------------------------------------------------------
+
+
+def _class_case(per_class, n_classes=12, d=128, seed=0):
+    """Classes with a shared centre, trajectories around it, rows around the trajectory."""
+    rng = np.random.default_rng(seed)
+    class_centre = rng.standard_normal((n_classes, d))
+    n_traj = per_class * n_classes
+    traj_class = np.arange(n_traj) % n_classes
+    traj_centre = class_centre[traj_class] + 0.8 * rng.standard_normal((n_traj, d))
+    traj = np.repeat(np.arange(n_traj), rng.integers(4, 8, n_traj))
+    feat = np.maximum(traj_centre[traj] + 0.8 * rng.standard_normal((len(traj), d)), 0)
+    return feat.astype(np.float32), traj, traj_class[traj]
+
+
+@pytest.mark.parametrize("case", ["classes", "each-trajectory-a-class", "mixed"])
+def test_interval_contains_score_and_is_reproducible(case):
+    rng = np.random.default_rng(3)
+    if case == "classes":
+        feat, traj, cls = _class_case(5)
+    elif case == "each-trajectory-a-class":
+        feat, traj, cls = _random_case(rng, 40, (3, 6), 64, None)
+    else:  # some classes with one trajectory, some with several, one with none usable
+        feat, traj, _ = _random_case(rng, 30, (3, 6), 64, None)
+        cls = np.where(traj < 10, traj, traj % 4 + 100)
+        feat, traj, cls = np.r_[feat, feat[:2]], np.r_[traj, [999, 999]], np.r_[cls, [7, 7]]
+    res = representation_invariance_score(feat, traj, cls, top_k=(5, 10))
+    again = representation_invariance_score(feat, traj, cls, top_k=(5, 10))
+    other = representation_invariance_score(feat, traj, cls, top_k=(5, 10), bootstrap_seed=1)
+    for k, score in res.scores.items():
+        low, high = res.intervals[k]
+        assert low <= score <= high and low < high, (k, low, score, high)
+        assert again.intervals[k] == res.intervals[k]
+        assert other.scores[k] == score
+    assert other.intervals != res.intervals
+
+
+def test_interval_narrows_as_trajectories_are_added():
+    few = representation_invariance_score(*_class_case(6))
+    many = representation_invariance_score(*_class_case(48))
+    assert many.half_width(10) < 0.7 * few.half_width(10)
+    rng = np.random.default_rng(4)
+    one = representation_invariance_score(*_random_case(rng, 40, (3, 6), 64, None))
+    rng = np.random.default_rng(4)
+    eight = representation_invariance_score(*_random_case(rng, 320, (3, 6), 64, None))
+    assert eight.half_width(10) < 0.6 * one.half_width(10)
+
+
+def test_identical_trajectories_give_a_zero_width_interval():
+    # every trajectory of a class is a copy of the others: resampling them changes nothing
+    rng = np.random.default_rng(8)
+    base = np.maximum(rng.standard_normal((6 * 4, 40)), 0)  # 6 classes x one 4-row trajectory
+    feat = np.concatenate([base] * 5)
+    traj = np.concatenate([np.repeat(np.arange(6), 4) + 10 * r for r in range(5)])
+    cls = np.tile(np.repeat(np.arange(6), 4), 5)
+    res = representation_invariance_score(feat, traj, cls, top_k=(3,))
+    low, high = res.intervals[3]
+    assert low == pytest.approx(res.scores[3], abs=1e-4) and high == pytest.approx(low, abs=1e-4)
+
+
+def test_bootstrap_settings_and_json_shape():
+    rng = np.random.default_rng(5)
+    feat, traj, _ = _random_case(rng, 12, (3, 5), 30, None)
+    res = representation_invariance_score(feat, traj, resamples=200, bootstrap_seed=7,
+                                          confidence=0.9)
+    d = res.as_dict()
+    assert d["bootstrap"] == {"resamples": 200, "seed": 7, "confidence": 0.9,
+                              "method": "centred-percentile", "unit": "trajectory within class"}
+    assert set(d["intervals"]) == {"top10", "top25"}
+    iv = d["intervals"]["top10"]
+    assert iv["low"] <= d["top10"] <= iv["high"]
+    assert iv["half_width"] == pytest.approx((iv["high"] - iv["low"]) / 2)
+    wider = representation_invariance_score(feat, traj, resamples=200, bootstrap_seed=7,
+                                            confidence=0.99)
+    assert wider.half_width(10) >= res.half_width(10)
+    off = representation_invariance_score(feat, traj, resamples=0)
+    assert off.intervals == {} and "intervals" not in off.as_dict()
+    assert off.scores == res.scores
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"resamples": -1}, "resamples must be an integer >= 0"),
+    ({"resamples": 2.5}, "resamples must be an integer >= 0"),
+    ({"bootstrap_seed": -3}, "bootstrap_seed must be an integer >= 0"),
+    ({"confidence": 1.0}, "confidence must be between 0 and 1"),
+    ({"confidence": 95}, "confidence must be between 0 and 1"),
+])
+def test_bootstrap_settings_errors(kwargs, match):
+    with pytest.raises(SslcError, match=match) as e:
+        representation_invariance_score(np.ones((6, 30)), [0] * 6, **kwargs)
+    assert e.value.hint

@@ -127,8 +127,8 @@ def test_loss_is_infonce_against_the_queue_before_enqueue() -> None:
         losses.append(-torch.log(pos / (pos + sum(negs))))
         hits += int(all(pos > n for n in negs))
     torch.testing.assert_close(out.loss.detach(), torch.stack(losses).mean(), rtol=1e-5, atol=1e-6)
-    assert out.metrics["loss"] == pytest.approx(float(out.loss.detach()))
-    assert out.metrics["acc1"] == pytest.approx(100.0 * hits / q.shape[0])
+    assert set(out.metrics) == {"acc1"}  # a tensor: read back only when the trainer logs
+    assert float(out.metrics["acc1"]) == pytest.approx(100.0 * hits / q.shape[0])
 
 
 def test_key_encoder_gets_no_gradient() -> None:

@@ -136,7 +136,7 @@ class SimCLRNTXent(ContrastiveObjective):
         # One pass over both views, so BatchNorm statistics see all 2N images.
         z = head(encoder(torch.cat([batch["query"], batch["key"]])))
         loss, acc1 = nt_xent(z[:n], z[n:], self.params.temperature)
-        return ObjectiveOutput(loss, {"loss": loss.item(), "acc1": acc1.item()})
+        return ObjectiveOutput(loss, {"acc1": acc1.detach()})  # tensors: no host sync per step
 
 
 @hookimpl

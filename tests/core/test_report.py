@@ -1,0 +1,150 @@
+"""The report: intervals in every table, baseline comparisons, multi-seed summaries, claims."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from ssl_core.errors import RecipeError
+from ssl_core.recipe import Recipe
+from ssl_core.report import build_report, cell, compare
+
+
+def _recipe(report: dict[str, Any] | None = None) -> Recipe:
+    return Recipe.model_validate({
+        "name": "r", "source": "r.yaml",
+        "models": {"moco": {"encoder": {"type": "resnet18"}},
+                   "random-init": {"encoder": {"type": "resnet18"}}},
+        "probes": {"occlusion": {"type": "got10k-occlusion"}, "viewpoint": {"type": "aloi-viewpoint"}},
+        "report": report or {},
+    })
+
+
+def _result(top10: float, half: float, seed: int | None = None, top25: float | None = None) -> dict:
+    top25 = top10 - 5 if top25 is None else top25
+    out = {"top10": top10, "top25": top25, "num_rows": 300, "num_trajectories": 60,
+           "intervals": {"top10": {"low": top10 - half, "high": top10 + half},
+                         "top25": {"low": top25 - half, "high": top25 + half}},
+           "bootstrap": {"resamples": 1000, "seed": 0, "confidence": 0.95}}
+    if seed is not None:
+        out["seed"] = seed
+    return out
+
+
+def _render(table: Any) -> str:
+    console = Console(width=200, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def test_intervals_in_markdown_terminal_and_json() -> None:
+    probes = {"moco": {"occlusion": _result(60.0, 1.5), "viewpoint": _result(50.0, 1.0)},
+              "random-init": {"occlusion": _result(55.0, 1.0), "viewpoint": _result(49.5, 1.0)}}
+    rep = build_report(_recipe({"baseline": "random-init"}), probes, {}, device="cpu")
+    md = rep["markdown"]
+    assert "60.00 [58.50, 61.50] ▲" in md  # beyond both intervals
+    assert "50.00 [49.00, 51.00] |" in md  # overlapping: no mark
+    assert "moco, occlusion (top-10): +5.00, higher, beyond the intervals" in md
+    assert "moco, viewpoint (top-10): +0.50, no difference beyond the intervals" in md
+    assert "60.00 ±1.50 ▲" in _render(rep["table"])
+    doc = json.loads(json.dumps(rep["json"]))
+    occ = doc["probes"]["moco"]["occlusion"]
+    assert occ["intervals"]["top10"] == {"low": 58.5, "high": 61.5}
+    assert occ["rows"] == 300 and occ["trajectories"] == 60
+    cmp = doc["comparisons"]["moco"]["occlusion"]["top10"]
+    assert cmp["verdict"] == "higher" and cmp["beyond_interval"] is True
+    assert doc["comparisons"]["moco"]["viewpoint"]["top10"]["verdict"] == "within"
+    assert "random-init" not in doc["comparisons"]
+
+
+def test_lower_beyond_intervals_and_no_interval() -> None:
+    lower = compare(cell(_result(40.0, 1.0), 10), cell(_result(45.0, 1.0), 10))
+    assert lower["verdict"] == "lower" and lower["difference"] == pytest.approx(-5.0)
+    bare = {"top10": 40.0, "top25": 30.0}
+    assert compare(cell(bare, 10), cell(_result(60.0, 1.0), 10))["verdict"] == "within"
+
+
+def test_several_seeds_give_mean_sd_and_per_seed_values() -> None:
+    seeds = [_result(60.0, 1.0, seed=0), _result(62.0, 1.0, seed=1), _result(64.0, 1.0, seed=2)]
+    probes = {"moco": {"occlusion": seeds, "viewpoint": [_result(50.0, 1.0, seed=0)]},
+              "random-init": {"occlusion": _result(55.0, 0.5), "viewpoint": _result(50.0, 1.0)}}
+    rep = build_report(_recipe({"baseline": "random-init"}), probes, {}, device="cpu")
+    occ = rep["json"]["probes"]["moco"]["occlusion"]
+    assert occ["top10"] == pytest.approx(62.0)
+    assert occ["sd"]["top10"] == pytest.approx(2.0)
+    assert occ["per_seed"]["top10"] == [60.0, 62.0, 64.0] and occ["seeds"] == [0, 1, 2]
+    assert occ["intervals"]["top10"] == {"low": 61.0, "high": 63.0}
+    # +7 is beyond the intervals and beyond 2 sd = 4
+    cmp = rep["json"]["comparisons"]["moco"]["occlusion"]["top10"]
+    assert cmp["verdict"] == "higher" and cmp["beyond_seed_spread"] is True
+    assert "62.00 [61.00, 63.00], sd 2.00 over 3 seeds ▲" in rep["markdown"]
+    assert "sd 2.00, 3 seeds" in _render(rep["table"])
+    # a list of one is a single result
+    assert "sd" not in rep["json"]["probes"]["moco"]["viewpoint"]
+
+
+def test_beyond_intervals_but_within_the_seed_spread_is_no_difference() -> None:
+    seeds = [_result(57.0, 0.5, seed=0), _result(63.0, 0.5, seed=1)]  # mean 60, sd 4.24
+    cmp = compare(cell(seeds, 10), cell(_result(55.0, 0.5), 10))
+    assert cmp["beyond_interval"] is True and cmp["beyond_seed_spread"] is False
+    assert cmp["verdict"] == "within"
+
+
+def test_claims_supported_contradicted_undecided() -> None:
+    claims = [
+        {"claim": "crops give occlusion invariance", "model": "moco", "probe": "occlusion",
+         "direction": "higher"},
+        {"claim": "instance discrimination hurts viewpoint", "model": "moco", "probe": "viewpoint",
+         "direction": "lower"},
+        {"claim": "occlusion at top-25 drops", "model": "moco", "probe": "occlusion", "k": 25,
+         "direction": "lower"},
+    ]
+    probes = {"moco": {"occlusion": _result(60.0, 1.0), "viewpoint": _result(50.0, 1.0)},
+              "random-init": {"occlusion": _result(55.0, 1.0), "viewpoint": _result(50.5, 1.0)}}
+    rep = build_report(_recipe({"baseline": "random-init", "claims": claims}), probes, {},
+                       device="cpu")
+    verdicts = [c["verdict"] for c in rep["json"]["claims"]]
+    assert verdicts == ["supported", "cannot decide", "contradicted"]
+    assert "**supported**: crops give occlusion invariance" in rep["markdown"]
+    assert "**cannot decide**: instance discrimination hurts viewpoint" in rep["markdown"]
+
+
+@pytest.mark.parametrize("report, match", [
+    ({"claims": [{"claim": "x", "model": "moco", "probe": "occlusion", "direction": "higher"}]},
+     "has no baseline"),
+    ({"baseline": "random-init", "claims": [{"claim": "x", "model": "moco", "probe": "occlusion",
+                                             "direction": "up"}]}, "direction"),
+    ({"baselin": "random-init"}, "baselin"),
+])
+def test_bad_report_sections_are_recipe_errors(report, match) -> None:
+    with pytest.raises(RecipeError, match=match) as e:
+        build_report(_recipe(report), {}, {}, device="cpu")
+    assert e.value.hint
+
+
+def test_names_not_in_the_run_cannot_decide() -> None:
+    """A profile or --set may drop a model or probe: the finished run still gets its report."""
+    claims = [{"claim": "a", "model": "moco", "probe": "depth", "direction": "higher"},
+              {"claim": "b", "model": "pirl", "probe": "occlusion", "direction": "higher"},
+              {"claim": "c", "model": "moco", "probe": "occlusion", "direction": "higher", "k": 5}]
+    probes = {"moco": {"occlusion": _result(60.0, 1.0)},
+              "random-init": {"occlusion": _result(50.0, 1.0)}}
+    rep = build_report(_recipe({"baseline": "random-init", "claims": claims}), probes, {},
+                       device="cpu")
+    reasons = [(c["verdict"], c["reason"]) for c in rep["json"]["claims"]]
+    assert reasons == [("cannot decide", "probe 'depth' not in this run"),
+                       ("cannot decide", "model 'pirl' not in this run"),
+                       ("cannot decide", "top-5 not measured")]
+    gone = build_report(_recipe({"baseline": "supervised"}), probes, {}, device="cpu")
+    assert gone["json"]["comparisons"] == {}
+    assert "baseline `supervised` is not in this run" in gone["markdown"]
+
+
+def test_old_results_without_intervals_still_report() -> None:
+    probes = {"moco": {"occlusion": {"top10": 61.0, "top25": 50.0, "num_rows": 10}}}
+    rep = build_report(_recipe({"title": "T"}), probes, {}, device="cpu")
+    assert "| occlusion | 61.00 | 50.00 | - | - |" in rep["markdown"]
+    assert rep["json"]["probes"]["moco"]["occlusion"]["intervals"] == {}
