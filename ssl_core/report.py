@@ -195,6 +195,18 @@ def _long(c: Cell | None) -> str:
 ProbeResults = Mapping[str, Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]]]
 
 
+def _devices(probes: ProbeResults,
+             evaluations: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """The devices recorded by the results themselves, e.g. "cuda:0" or "cpu, cuda:0"."""
+    found: set[str] = set()
+    for per_model in (*probes.values(), *evaluations.values()):
+        for result in per_model.values():
+            for r in result if isinstance(result, list) else [result]:
+                if isinstance(r, Mapping) and isinstance(r.get("device"), str):
+                    found.add(r["device"])
+    return ", ".join(sorted(found))
+
+
 def build_report(recipe: Recipe, probes: ProbeResults,
                  evaluations: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
                  device: str) -> dict[str, Any]:
@@ -206,7 +218,10 @@ def build_report(recipe: Recipe, probes: ProbeResults,
     such dicts, one per seed, each with a "seed" key. A list gives mean, standard
     deviation and per-seed values; a list of one is reported like a single result.
     evaluations[model][evaluation] is the evaluate stage's dict ("metrics": {...}).
+    `device` is the run's device; the report names the devices the results record
+    (those that computed them, which differ when a run reuses results) and falls back to it.
     """
+    device = _devices(probes, evaluations) or device
     settings = report_settings(recipe)
     top_k = list(recipe.probe_settings.top_k)
     title = settings.title or f"{recipe.name} ({recipe.profile} profile)"

@@ -25,7 +25,7 @@ def test_shipped_recipes_validate(recipe: Path, profile: str) -> None:
 
 
 def write_release_checkpoints(folder: Path) -> None:
-    """Random ResNet-50 weights in the torchvision, official MoCo v2 and PIRL-style layouts."""
+    """Random ResNet-50 weights in the torchvision, official MoCo v2 and VISSL (PIRL) layouts."""
     folder.mkdir()
     torch.manual_seed(0)
     sup = torchvision.models.resnet50(weights=None).state_dict()
@@ -36,10 +36,13 @@ def write_release_checkpoints(folder: Path) -> None:
     moco.update({"module.encoder_q.fc.0.weight": torch.zeros(2048, 2048),
                  "module.encoder_q.fc.2.weight": torch.zeros(128, 2048),
                  "module.queue": torch.zeros(128, 65536)})
-    torch.save({"epoch": 800, "arch": "resnet50", "state_dict": moco, "optimizer": {}},
-               folder / "moco_v2_800ep_pretrain.pth.tar")
-    pirl = {f"trunk.{k}": v for k, v in torchvision.models.resnet50(weights=None).state_dict().items()}
-    torch.save(pirl, folder / "pirl_r50_800ep.torch")
+    torch.save({"epoch": 200, "arch": "resnet50", "state_dict": moco, "optimizer": {}},
+               folder / "moco_v2_200ep_pretrain.pth.tar")
+    trunk = {f"_feature_blocks.{k}": v for k, v in
+             torchvision.models.resnet50(weights=None).state_dict().items() if not k.startswith("fc.")}
+    vissl = {"phase_idx": 199, "classy_state_dict": {"base_model": {"model": {
+        "trunk": trunk, "heads": {"0.clf.0.weight": torch.zeros(128, 2048)}}}}}
+    torch.save(vissl, folder / "pirl_r50_vissl.torch")
 
 
 @pytest.mark.slow

@@ -264,3 +264,27 @@ def test_probe_then_recipe_on_the_same_checkpoint_extracts_once(sslc, tmp_path: 
     assert result["cache"] == "hit"
     assert result["encoder_id"] == first["encoder_id"]
     assert result["top10"] == pytest.approx(first["top10"])
+
+
+def test_unwritable_feature_cache_still_gives_the_scores(sslc, tmp_path: Path, got_root: Path,
+                                                         monkeypatch) -> None:
+    """Issue: features were computed, writing the cache failed, and the results were lost."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "features").write_text("a file where the cache folder should be")
+    res = sslc("probe", "--checkpoint", "random:resnet18", "--probe", "got10k-occlusion",
+               "--data", str(got_root), "--workers", "0", "--resamples", "0", "--json",
+               env={"SSLC_CACHE_DIR": str(cache)})
+    assert res.code == 0, res.err
+    assert "continuing without the feature cache" in res.err
+    row = json.loads(res.out)["probes"][0]
+    assert row["cache"] == "off" and 0 < row["top10"] <= 100
+
+    # a cache that fails while writing (disk full, permissions changed) is switched off too
+    from ssl_core.features import FeatureCache
+
+    store = FeatureCache(tmp_path / "ok")
+    monkeypatch.setattr("ssl_core.features.atomic_path",
+                        lambda path: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    assert store.store("k", np.zeros((2, 2), dtype=np.float32)) is None
+    assert store.writable is False

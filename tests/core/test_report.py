@@ -148,3 +148,15 @@ def test_old_results_without_intervals_still_report() -> None:
     rep = build_report(_recipe({"title": "T"}), probes, {}, device="cpu")
     assert "| occlusion | 61.00 | 50.00 | - | - |" in rep["markdown"]
     assert rep["json"]["probes"]["moco"]["occlusion"]["intervals"] == {}
+
+
+def test_report_names_the_devices_that_computed_the_results() -> None:
+    """A rerun on another device that reuses every result must not claim it computed them."""
+    a, b = _result(60.0, 1.0), _result(55.0, 1.0)
+    a["device"], b["device"] = "cuda:0", "cpu"
+    rep = build_report(_recipe(), {"moco": {"occlusion": a}, "random-init": {"occlusion": b}},
+                       {}, device="mps")
+    assert rep["json"]["device"] == "cpu, cuda:0"
+    assert "device `cpu, cuda:0`" in rep["markdown"]
+    rep = build_report(_recipe(), {"moco": {"occlusion": _result(60.0, 1.0)}}, {}, device="cpu")
+    assert rep["json"]["device"] == "cpu"  # old results without a device: the run's
