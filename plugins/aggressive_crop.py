@@ -7,12 +7,15 @@ with `--aug-plus`), step for step on the PIL image: RandomResizedCrop(size, scal
 ToTensor; ImageNet normalisation (the last two fused into one pass). The official blur draws sigma with Python's `random`;
 here it comes from torch's RNG like every other draw, so the trainer's per-(seed,
 epoch, image) `torch.manual_seed` fixes the whole view.
+
+With `augment_on: gpu` the workers stop after the crop (uint8 views plus every drawn
+parameter) and `on_device` does the rest on the training device (`aggressive_crop_gpu`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,6 +37,7 @@ from ssl_core import (
     hookimpl,
     load_rgb,
 )
+from sslc_plugins.aggressive_crop_gpu import augment_views, draw_view, unpack
 
 
 class AggressiveCropParams(Params):
@@ -55,6 +59,9 @@ class AggressiveCropParams(Params):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     subset: str | None = None
+    augment_on: Literal["cpu", "gpu"] = Field(
+        "cpu", description="cpu: the whole pipeline in the DataLoader workers; gpu: workers decode "
+        "and crop, the trainer's device does jitter, grayscale, blur, flip and normalisation")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> AggressiveCropParams:
@@ -151,12 +158,49 @@ class CropPairs(torch.utils.data.Dataset):
         return {"query": query, "key": key, "index": index}
 
 
+class CropViews(CropPairs):
+    """`augment_on: gpu` items: `{"query", "key"}` uint8 crops (3, size, size), their drawn
+    parameters as `bytes` (`query_params`, `key_params`: kept on the host by the collate), and
+    `index`. `AggressiveCrop.on_device` turns a batch of them into the CPU path's tensors."""
+
+    def __init__(self, records: Sequence[ImageRecord], p: AggressiveCropParams) -> None:
+        super().__init__(records, build_transform(p))
+        self.p = p
+
+    def view(self, img: Image.Image) -> tuple[Tensor, bytes]:
+        """One crop and its parameters, drawn as the CPU pipeline's transforms draw them."""
+        crop, jitter = self.transform.transforms[0], self.transform.transforms[1].transforms[0]
+        p = self.p
+        return draw_view(img, crop, p.jitter_p, jitter, p.grayscale_p, p.blur_p, p.blur_sigma, p.flip_p)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        img = crop_box(load_rgb(record.path), record.box, record.path, mode="clip")
+        query, query_params = self.view(img)
+        key, key_params = self.view(img)
+        return {"query": query, "key": key, "query_params": query_params,
+                "key_params": key_params, "index": index}
+
+
 class AggressiveCrop(PairSampler):
     """Positive pair = two aggressive augmentations of the same image (MoCo v2)."""
 
     def __init__(self, params: AggressiveCropParams) -> None:
         self.params = params
         self.transform = build_transform(params)
+
+    def on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """`augment_on: gpu`: jitter, grayscale, blur, flip and normalise the uint8 crops where
+        they are, with the parameters the workers drew (no random draw here: a pure function
+        of the batch, so resumed runs stay reproducible). Identity for `augment_on: cpu`."""
+        if self.params.augment_on == "cpu" or "query_params" not in batch:
+            return batch
+        n = len(batch["query_params"])
+        views = torch.cat([batch["query"], batch["key"]])
+        params = unpack(list(batch["query_params"]) + list(batch["key_params"]))
+        out = augment_views(views, params, self.params.mean, self.params.std)
+        rest = {k: v for k, v in batch.items() if k not in ("query_params", "key_params")}
+        return {**rest, "query": out[:n], "key": out[n:]}
 
     def pairs(self, dataset: Dataset) -> CropPairs:
         records = dataset.records(self.params.subset)
@@ -167,6 +211,8 @@ class AggressiveCrop(PairSampler):
                 f" in subset {self.params.subset or '(default)'}",
                 "check the dataset root and the sampler's `subset` parameter",
             )
+        if self.params.augment_on == "gpu":
+            return CropViews(records, self.params)
         return CropPairs(records, self.transform)
 
 

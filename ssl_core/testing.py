@@ -248,8 +248,10 @@ def _seeded_item(pairs: Any, index: int, seed: int, noise: int) -> Any:
 
 
 def check_pair_sampler(sampler: PairSampler, dataset: Dataset, items: int = 2) -> None:
-    """Items are dicts of equal-shape float "query"/"key" tensors that batch, and are a pure
-    function of torch's seed (the trainer seeds torch per item; `random`/numpy are not)."""
+    """Items are dicts of equal-shape "query"/"key" tensors that batch and are a pure function
+    of torch's seed (the trainer seeds torch per item; `random`/numpy are not); after the
+    sampler's `on_device` (the trainer's last step before the objective) they are finite
+    float tensors of equal shape."""
     _require(isinstance(sampler, PairSampler), f"{sampler!r} is not an ssl_core.PairSampler")
     pairs = sampler.pairs(dataset)
     _require(isinstance(pairs, Sized), f"{type(sampler).__name__}.pairs() must return a sized "
@@ -263,9 +265,6 @@ def check_pair_sampler(sampler: PairSampler, dataset: Dataset, items: int = 2) -
         _require(isinstance(item, Mapping), f"item {index} is a {type(item).__name__}, not a dict")
         for key in ("query", "key"):
             _require(isinstance(item.get(key), Tensor), f"item {index} has no {key!r} tensor")
-            _require(item[key].is_floating_point(),
-                     f"item {index}[{key!r}] is {item[key].dtype}, not a float tensor")
-            _require(bool(torch.isfinite(item[key]).all()), f"item {index}[{key!r}] is not finite")
         _require(item["query"].shape == item["key"].shape,
                  f"item {index}: query {tuple(item['query'].shape)} and key "
                  f"{tuple(item['key'].shape)} differ in shape")
@@ -276,9 +275,19 @@ def check_pair_sampler(sampler: PairSampler, dataset: Dataset, items: int = 2) -
                      "number from torch's RNG (not `random` or numpy)")
         taken.append(item)
     try:
-        torch.utils.data.default_collate(taken)
+        batch = torch.utils.data.default_collate(taken)
     except Exception as err:  # noqa: BLE001 - any failure to batch breaks the trainer
         raise ContractViolation(f"items do not batch with the default collate: {err}") from None
+    batch = sampler.on_device(batch)
+    for key in ("query", "key"):
+        value = batch.get(key) if isinstance(batch, Mapping) else None
+        _require(isinstance(value, Tensor) and value.is_floating_point(),
+                 f"{type(sampler).__name__}.on_device must leave a float {key!r} tensor, got "
+                 f"{type(value).__name__ if not isinstance(value, Tensor) else value.dtype}")
+        assert isinstance(value, Tensor)
+        _require(bool(torch.isfinite(value).all()), f"batch[{key!r}] is not finite")
+    _require(batch["query"].shape == batch["key"].shape,
+             "after on_device, query and key differ in shape")
 
 
 def check_encoder(encoder: Encoder, image_size: int = 32, batch: int = 2) -> None:

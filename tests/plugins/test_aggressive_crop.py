@@ -10,16 +10,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from scipy import stats
 from torchvision import transforms
+from torchvision.transforms import functional as TF
 
 import sslc_plugins.aggressive_crop as plugin
 from ssl_core import ComponentError, DataError, Dataset, ImageRecord
+from ssl_core.seeding import SeededItems
 from ssl_core.testing import (
     check_pair_sampler,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
     fresh_host,
 )
+from sslc_plugins import aggressive_crop_gpu as gpu
 from sslc_plugins.aggressive_crop import (
     AggressiveCrop,
     AggressiveCropParams,
@@ -259,7 +263,216 @@ def test_plugin_contract(folder: Path) -> None:
     assert isinstance(sampler, AggressiveCrop) and sampler.params.subset == "x"
     check_pair_sampler(registry.create("pair-sampler", {"type": "aggressive-crop", "size": 16}),
                        FolderDataset(folder))
+    # uint8 views finished on the device pass the same contract once on_device has run
+    check_pair_sampler(registry.create("pair-sampler", {"type": "aggressive-crop", "size": 16,
+                                                        "augment_on": "gpu"}),
+                       FolderDataset(folder))
     for bad in ({"scale": [0.9, 0.2]}, {"blur_sigma": [0.0, 2.0]}, {"blur_kernel": 5},
                 {"jitter_p": 1.5}, {"sizee": 3}):
         with pytest.raises(ComponentError):
             registry.create("pair-sampler", {"type": "aggressive-crop", **bad})
+
+
+# -- augment_on: gpu -----------------------------------------------------------------------
+# Workers crop and draw; `on_device` does the pixels. Run here on CPU tensors.
+
+
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def photo(w: int = 80, h: int = 60, seed: int = 0) -> Image.Image:
+    """Smooth colours, a patch and noise: every jitter, blur and flip changes it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / w
+    img = np.stack([np.sin(6 * xx), np.cos(5 * yy), np.sin(4 * xx * yy)], -1) * 100 + 128
+    img[h // 6:h // 2, w // 4:w // 2] = rng.integers(0, 256, 3)
+    return Image.fromarray(np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.fixture()
+def one_photo(tmp_path: Path) -> FolderDataset:
+    root = tmp_path / "photo"
+    root.mkdir()
+    photo().save(root / "a.png")
+    return FolderDataset(root)
+
+
+def gpu_sampler(**kw) -> AggressiveCrop:
+    return AggressiveCrop(AggressiveCropParams(augment_on="gpu", **kw))
+
+
+def finish(sampler: AggressiveCrop, items: list[dict]) -> dict:
+    return sampler.on_device(torch.utils.data.default_collate(items))
+
+
+def seeded(pairs, seed: int, index: int = 0) -> dict:
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed, minus its CUDA book-keeping
+        return pairs[index]
+
+
+def test_gpu_path_gives_the_cpu_paths_views_under_the_same_seed(one_photo: FolderDataset) -> None:
+    """Same seed, same parameters: only PIL's 8-bit rounding between steps (and its rounded
+    contrast mean) separates the two, a few grey levels at most."""
+    cpu = AggressiveCrop(AggressiveCropParams(size=32)).pairs(one_photo)
+    sampler = gpu_sampler(size=32)
+    views = sampler.pairs(one_photo)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    means = []
+    for seed in range(40):
+        a = seeded(cpu, seed)
+        b = finish(sampler, [seeded(views, seed)])
+        for name in ("query", "key"):
+            diff = ((b[name][0] - a[name]) * std).abs()  # in [0, 1] pixel units
+            assert diff.max() < 0.06, (seed, name, float(diff.max()))
+            means.append(float(diff.mean()))
+    assert max(means) < 0.012 and np.mean(means) < 0.007, (max(means), np.mean(means))
+
+
+def draws(n: int, img: Image.Image, **kw) -> np.ndarray:
+    """Parameters of `n` views, each drawn under its own seed as the trainer seeds items."""
+    views = plugin.CropViews([], AggressiveCropParams(size=8, augment_on="gpu", **kw))
+    out = []
+    for seed in range(n):
+        torch.default_generator.manual_seed(seed)
+        out.append(gpu.unpack([views.view(img)[1]])[0])
+    return np.stack(out)
+
+
+def test_drawn_parameter_distributions_are_the_cpu_pipelines() -> None:
+    src = photo(120, 90)
+    p = draws(3000, src)
+    n = len(p)
+    for col, prob in ((gpu.JITTER, 0.8), (gpu.GRAY, 0.2), (gpu.BLUR, 0.5), (gpu.FLIP, 0.5)):
+        frac = p[:, col].mean()
+        assert abs(frac - prob) < 4 * np.sqrt(prob * (1 - prob) / n), (col, frac)
+    jit = p[p[:, gpu.JITTER] > 0]
+    for k, (lo, hi) in enumerate(((0.6, 1.4), (0.6, 1.4), (0.6, 1.4), (-0.1, 0.1))):
+        f = jit[:, gpu.FACTORS + k]
+        assert lo <= f.min() < lo + 0.01 and hi - 0.01 < f.max() <= hi, (k, f.min(), f.max())
+        assert stats.kstest(f, stats.uniform(lo, hi - lo).cdf).pvalue > 1e-3, k
+    orders = {tuple(o) for o in jit[:, gpu.ORDER:gpu.ORDER + 4].astype(int)}
+    assert len(orders) == 24  # every order of the four jitter operations occurs
+    counts = np.unique(jit[:, gpu.ORDER:gpu.ORDER + 4].astype(int), axis=0, return_counts=True)[1]
+    assert stats.chisquare(counts).pvalue > 1e-3
+    sig = p[p[:, gpu.BLUR] > 0, gpu.SIGMA]
+    assert sig.min() >= 0.1 and sig.max() <= 2.0
+    assert stats.kstest(sig, stats.uniform(0.1, 1.9).cdf).pvalue > 1e-3
+    # The crop's area fraction and aspect ratio, against torchvision's own RandomResizedCrop.
+    i, j, h, w = p[:, gpu.CROP:gpu.CROP + 4].T
+    assert np.all(p[:, gpu.SOURCE:gpu.SOURCE + 2] == (120, 90))
+    rrc = transforms.RandomResizedCrop(8, scale=(0.2, 1.0))
+    torch.manual_seed(12345)
+    ref = np.array([rrc.get_params(src, rrc.scale, rrc.ratio) for _ in range(n)],
+                   dtype=np.float64)
+    for ours, theirs in ((h * w / (120 * 90), ref[:, 2] * ref[:, 3] / (120 * 90)),
+                         (w / h, ref[:, 3] / ref[:, 2]), (i, ref[:, 0]), (j, ref[:, 1])):
+        assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    area = h * w / (120 * 90)
+    assert area.min() >= 0.2 * 0.99 and area.max() <= 1.0
+
+
+def test_applied_fractions_on_the_device_match_the_probabilities(one_photo: FolderDataset) -> None:
+    """What on_device does, seen in its output: one operation at a time, 300 views each."""
+    off = dict(size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0,
+               blur_p=0.0, flip_p=0.0)
+    plain = finish(gpu_sampler(**off), [gpu_sampler(**off).pairs(one_photo)[0]])["query"][0]
+    for name, prob in (("jitter_p", 0.8), ("grayscale_p", 0.2), ("blur_p", 0.5), ("flip_p", 0.5)):
+        sampler = gpu_sampler(**{**off, name: prob})
+        views = sampler.pairs(one_photo)
+        out = finish(sampler, [seeded(views, s) for s in range(150)])
+        x = torch.cat([out["query"], out["key"]])
+        if name == "grayscale_p":
+            changed = (x * torch.tensor(IMAGENET_STD).view(3, 1, 1)
+                       + torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)).std(1).amax((1, 2)) < 1e-4
+        elif name == "flip_p":
+            changed = (x - plain.flip(-1)).abs().amax((1, 2, 3)) < 1e-5
+        else:
+            changed = (x - plain).abs().amax((1, 2, 3)) > 1e-4
+        frac = changed.float().mean().item()
+        assert abs(frac - prob) < 4 * np.sqrt(prob * (1 - prob) / len(x)), (name, frac)
+
+
+@pytest.mark.parametrize("op", ["brightness", "contrast", "saturation", "hue"])
+def test_batched_jitter_ops_equal_torchvisions_per_image(op: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 9, 11, generator=g)
+    f = (torch.rand(6, generator=g) - 0.5) * 0.2 if op == "hue" else 0.6 + 0.8 * torch.rand(6, generator=g)
+    ours = getattr(gpu, f"adjust_{op}")(x.clone(), f)
+    ref = torch.stack([getattr(TF, f"adjust_{op}")(xi, float(fi)) for xi, fi in zip(x, f, strict=True)])
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=0)
+
+
+def test_hue_shift_is_pils_whole_levels() -> None:
+    assert gpu.pil_hue_shift(np.array([0.1, -0.1, 0.0039, 0.05])).tolist() == pytest.approx(
+        [25 / 255, -25 / 255, 0.0, 12 / 255])
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.6, 1.3, 2.0, 3.5])
+def test_device_blur_is_pils_gaussian_blur(sigma: float) -> None:
+    """PIL's GaussianBlur is three extended box blurs per axis with repeated edge pixels; the
+    device does the same in float, PIL rounds to 8 bits after each pass."""
+    img = noise(40, seed=3)
+    ref = torch.from_numpy(np.array(img.filter(ImageFilter.GaussianBlur(sigma)))).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float()[None] / 255
+    kernels = torch.from_numpy(gpu.box_kernels(np.array([sigma, 0.5])))
+    out = gpu.box_blur(torch.cat([x, x]), kernels)[0] * 255
+    diff = (out - ref).abs()
+    assert diff.max() <= 3.0 and diff.mean() < 1.1, (float(diff.max()), float(diff.mean()))
+
+
+def test_gpu_output_shape_dtype_and_normalisation_equal_the_cpu_path(folder: Path) -> None:
+    off = dict(size=48, scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0,
+               blur_p=0.0, flip_p=0.0)
+    cpu_item = AggressiveCrop(AggressiveCropParams(**off)).pairs(FolderDataset(folder))[0]
+    sampler = gpu_sampler(**off)
+    item = sampler.pairs(FolderDataset(folder))[0]
+    assert item["query"].dtype == torch.uint8 and item["query"].shape == (3, 48, 48)
+    assert isinstance(item["query_params"], bytes)
+    batch = torch.utils.data.default_collate([item, item])
+    assert batch["query_params"] == [item["query_params"]] * 2  # kept on the host as bytes
+    out = sampler.on_device(batch)
+    assert set(out) == {"query", "key", "index"}
+    assert out["query"].dtype == torch.float32 and out["query"].shape == (2, 3, 48, 48)
+    torch.testing.assert_close(out["query"][0], cpu_item["query"], atol=1e-5, rtol=0)
+    last = dict(batch, query=batch["query"].contiguous(memory_format=torch.channels_last),
+                key=batch["key"].contiguous(memory_format=torch.channels_last))
+    out_cl = sampler.on_device(last)
+    assert out_cl["query"].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_cl["query"], out["query"])
+
+
+def test_gpu_path_is_deterministic_under_the_trainers_item_seeds(one_photo: FolderDataset) -> None:
+    sampler = gpu_sampler(size=16)
+    items = SeededItems(sampler.pairs(one_photo), seed=7)
+    a = finish(sampler, [items[(0, 0)], items[(3, 0)]])
+    torch.manual_seed(999)  # the global RNG plays no part on either side
+    b = finish(sampler, [items[(0, 0)], items[(3, 0)]])
+    for name in ("query", "key"):
+        assert torch.equal(a[name], b[name])
+    assert not torch.equal(a["query"][0], a["query"][1])  # another epoch, other views
+    loader = torch.utils.data.DataLoader(items, batch_size=2, num_workers=1,
+                                         sampler=[(0, 0), (3, 0)])
+    c = sampler.on_device(next(iter(loader)))  # through a worker process: same views
+    assert torch.equal(a["query"], c["query"]) and torch.equal(a["key"], c["key"])
+
+
+def test_augment_on_is_validated_and_cpu_mode_leaves_batches_alone(folder: Path) -> None:
+    with pytest.raises(ValueError):
+        AggressiveCropParams(augment_on="tpu")  # type: ignore[arg-type]
+    sampler = AggressiveCrop(AggressiveCropParams(size=16))
+    batch = torch.utils.data.default_collate([sampler.pairs(FolderDataset(folder))[0]])
+    assert sampler.on_device(batch) is batch
+
+
+@pytest.mark.gpu
+def test_on_device_on_cuda_equals_cpu(one_photo: FolderDataset) -> None:
+    sampler = gpu_sampler(size=32)
+    views = sampler.pairs(one_photo)
+    batch = torch.utils.data.default_collate([seeded(views, s) for s in range(16)])
+    ref = sampler.on_device(batch)
+    cuda = sampler.on_device({k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
+    assert cuda["query"].is_cuda
+    torch.testing.assert_close(cuda["query"].cpu(), ref["query"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(cuda["key"].cpu(), ref["key"], atol=1e-4, rtol=0)
