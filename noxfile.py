@@ -23,6 +23,9 @@ BUILTIN_PLUGINS = {
     "synthworld": ["tests/plugins/test_synthworld.py"],
     "got10k": ["tests/plugins/test_got10k.py"],
     "pascal3d": ["tests/plugins/test_pascal3d.py"],
+    "voc2007": ["tests/plugins/test_voc2007.py"],
+    "voc07-svm": ["tests/plugins/test_voc07_svm.py"],
+    "linear-softmax": ["tests/plugins/test_linear_softmax.py"],
 }
 
 

@@ -1,10 +1,12 @@
-"""Feature extraction for invariance probes, with an on-disk cache.
+"""Feature extraction for invariance probes and downstream evaluators, with an on-disk cache.
 
 Features are the encoder's globally pooled pre-FC activations for every row of a
-ProbeSet, computed with the authors' preprocessing (crop the box, Resize, ToTensor,
-ImageNet Normalize). Extraction dominates the cost of probing, so results are cached
-under a key that covers everything they depend on: the encoder's identity, every
-image's path/box/trajectory/label and file size/mtime, and the preprocessing.
+ProbeSet (or of any list of ImageRecords an evaluator asks for: `ImageRows`), computed
+with the authors' preprocessing (crop the box, Resize, ToTensor, ImageNet Normalize;
+evaluators may ask for resize-shorter-side + center crop instead). Extraction dominates
+the cost of probing and evaluating, so results are cached under a key that covers
+everything they depend on: the encoder's identity, every image's path/box and file
+size/mtime (and, for probes, trajectory/label), and the preprocessing.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from rich.progress import Progress
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torchvision import transforms as T
@@ -27,7 +31,7 @@ from ssl_core import progress as sslc_progress
 from ssl_core.atomic import atomic_path
 from ssl_core.errors import DataError
 from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
-from ssl_core.interfaces import Encoder, ImageRecord, ProbeSet
+from ssl_core.interfaces import Encoder, ImageRecord, Preprocessing, ProbeSet
 from ssl_core.memory import ensure_fits
 from ssl_core.paths import cache_dir
 from ssl_core.progress import console, is_quiet
@@ -37,23 +41,59 @@ PREPROCESS_VERSION = 2  # 2: 16-bit images scaled instead of clipped
 
 
 def build_transform(image_size: tuple[int, int], mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD) -> T.Compose:
-    """Resize to (h, w) with bilinear, ToTensor, Normalize: the authors' preprocessing."""
-    return T.Compose([
-        T.Resize(tuple(image_size), interpolation=T.InterpolationMode.BILINEAR),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+                    std: Sequence[float] = IMAGENET_STD, resize: int | None = None) -> T.Compose:
+    """Resize to (h, w) with bilinear, ToTensor, Normalize: the authors' preprocessing.
+
+    With `resize`, the shorter side is resized to it and the centre (h, w) is cropped
+    instead (MoCo's linear-evaluation val transform: 256, then 224)."""
+    bilinear = T.InterpolationMode.BILINEAR
+    geometry: list[Any] = ([T.Resize(tuple(image_size), interpolation=bilinear)] if resize is None
+                           else [T.Resize(int(resize), interpolation=bilinear),
+                                 T.CenterCrop(tuple(image_size))])
+    return T.Compose([*geometry, T.ToTensor(), T.Normalize(mean, std)])
 
 
-class ProbeImages(TorchDataset):
-    """The preprocessed image of every ProbeSet row, in row order."""
+@dataclass(frozen=True)
+class ImageRows:
+    """Any images (or boxes) to featurise, in order, and how: what evaluators ask for.
 
-    def __init__(self, probe_set: ProbeSet, mean: Sequence[float] = IMAGENET_MEAN,
+    `name` only labels progress bars and messages; it is not part of the cache key, so
+    two evaluators asking for the same images with the same preprocessing share features.
+    """
+
+    name: str
+    records: Sequence[ImageRecord]
+    preprocessing: Preprocessing
+
+
+FeatureSource = ProbeSet | ImageRows
+
+
+def _source_records(source: FeatureSource) -> list[ImageRecord]:
+    if isinstance(source, ProbeSet):
+        return [item.record for item in source.items]
+    return list(source.records)
+
+
+def _source_preprocessing(source: FeatureSource) -> Preprocessing:
+    if isinstance(source, ProbeSet):
+        return Preprocessing((int(source.image_size[0]), int(source.image_size[1])))
+    return source.preprocessing
+
+
+def _source_label(source: FeatureSource) -> str:
+    return f"probe {source.probe!r}" if isinstance(source, ProbeSet) else repr(source.name)
+
+
+class RowImages(TorchDataset):
+    """The preprocessed image of every row of a ProbeSet or ImageRows, in row order."""
+
+    def __init__(self, source: FeatureSource, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD) -> None:
-        self.records: list[ImageRecord] = [item.record for item in probe_set.items]
-        self.image_size = (int(probe_set.image_size[0]), int(probe_set.image_size[1]))
-        self.transform = build_transform(self.image_size, mean, std)
+        self.records: list[ImageRecord] = _source_records(source)
+        pre = _source_preprocessing(source)
+        self.image_size = (int(pre.image_size[0]), int(pre.image_size[1]))
+        self.transform = build_transform(self.image_size, mean, std, pre.resize)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -64,6 +104,14 @@ class ProbeImages(TorchDataset):
         return self.transform(img)
 
 
+class ProbeImages(RowImages):
+    """The preprocessed image of every ProbeSet row, in row order."""
+
+    def __init__(self, probe_set: ProbeSet, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__(probe_set, mean, std)
+
+
 class _LoaderItems(TorchDataset):
     """Wraps ProbeImages so a DataError in a worker reaches the main process intact.
 
@@ -71,7 +119,7 @@ class _LoaderItems(TorchDataset):
     carrying the error as data lets extract_features raise the original clean message.
     """
 
-    def __init__(self, images: ProbeImages) -> None:
+    def __init__(self, images: RowImages) -> None:
         self.images = images
 
     def __len__(self) -> int:
@@ -108,31 +156,33 @@ def tf32(allowed: bool) -> Iterator[None]:
 
 def extract_features(
     encoder: Encoder | torch.nn.Module,
-    probe_set: ProbeSet,
+    probe_set: FeatureSource,
     *,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | torch.device | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     description: str | None = None,
     allow_tf32: bool = False,
 ) -> np.ndarray:
-    """Pooled features (N x D float32) of every ProbeSet row, in row order.
+    """Pooled features (N x D float32) of every row of a ProbeSet or ImageRows, in row order.
 
     The encoder runs in eval mode under inference_mode, in full fp32 unless
     `allow_tf32`; its training flag and device are restored afterwards so callers can
-    keep training it.
+    keep training it. `progress` may be a live rich Progress to add the task to (one
+    live display at a time), True for a bar of its own, or False for none.
     """
-    if len(probe_set.items) == 0:
-        raise DataError(f"probe {probe_set.probe!r} has no images",
-                        "check the dataset root and the probe's dataset type")
+    label = _source_label(probe_set)
+    images = RowImages(probe_set)
+    if len(images) == 0:
+        raise DataError(f"{label} has no images",
+                        "check the dataset root and the dataset type")
     dim = int(getattr(encoder, "feature_dim", 0) or 0)
     # the batches and their concatenation are alive together at the end
-    ensure_fits(2 * 4 * dim * len(probe_set.items),
-                f"the features of probe {probe_set.probe!r} ({len(probe_set.items)} rows x {dim})",
-                "probe a smaller dataset, or use an encoder with fewer feature dimensions")
+    ensure_fits(2 * 4 * dim * len(images),
+                f"the features of {label} ({len(images)} rows x {dim})",
+                "use a smaller dataset, or an encoder with fewer feature dimensions")
     dev = torch.device(device) if device is not None else default_device()
-    images = ProbeImages(probe_set)
     loader = DataLoader(
         _LoaderItems(images),
         batch_size=batch_size,
@@ -146,13 +196,15 @@ def extract_features(
     old_device = first.device if first is not None else dev
     encoder.eval().to(dev)
     chunks: list[np.ndarray] = []
-    bar = sslc_progress.progress_bar() if progress else nullcontext(None)
+    bar: Any = (nullcontext(progress) if isinstance(progress, Progress)
+                else sslc_progress.progress_bar() if progress else nullcontext(None))
     try:
         with bar as prog, torch.inference_mode(), tf32(allow_tf32):
             task = None
             if prog is not None:
-                task = prog.add_task(description or f"features {probe_set.probe}",
-                                     total=len(images), info="")
+                default = (f"features {probe_set.probe}" if isinstance(probe_set, ProbeSet)
+                           else f"features {probe_set.name}")
+                task = prog.add_task(description or default, total=len(images), info="")
             for batch, messages, hints in loader:
                 for msg, hint in zip(messages, hints, strict=True):
                     if msg:
@@ -170,22 +222,52 @@ def extract_features(
 # -- cache --------------------------------------------------------------------------------
 
 
+def _file_stat(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # extraction will report the missing file
+    return [st.st_size, st.st_mtime_ns]
+
+
 def probe_set_fingerprint(probe_set: ProbeSet) -> str:
     """sha256 over every row's path, box, trajectory, label and file size/mtime, in order."""
     h = hashlib.sha256()
     h.update(json.dumps([probe_set.probe, list(probe_set.image_size)]).encode())
     for item in probe_set.items:
         rec = item.record
-        try:
-            st = os.stat(rec.path)
-            stat = [st.st_size, st.st_mtime_ns]
-        except OSError:
-            stat = None  # extraction will report the missing file
         row = [str(rec.path), list(rec.box) if rec.box is not None else None,
-               str(item.trajectory), str(item.label), stat]
+               str(item.trajectory), str(item.label), _file_stat(rec.path)]
         h.update(json.dumps(row).encode())
         h.update(b"\n")
     return h.hexdigest()
+
+
+def images_fingerprint(records: Sequence[ImageRecord]) -> str:
+    """sha256 over every record's path, box and file size/mtime, in order: what its pixels
+    depend on (labels and groups do not change features, so they are left out)."""
+    h = hashlib.sha256()
+    for rec in records:
+        row = [str(rec.path), list(rec.box) if rec.box is not None else None, _file_stat(rec.path)]
+        h.update(json.dumps(row).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def rows_key_parts(encoder_id: str, rows: ImageRows, encoder: torch.nn.Module | None = None,
+                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                   allow_tf32: bool = False) -> dict[str, Any]:
+    """Everything the features of `rows` depend on, as a JSON-able mapping."""
+    pre = rows.preprocessing
+    return {
+        "precision": "tf32" if allow_tf32 else "fp32",
+        "encoder_id": encoder_id,
+        "encoder_class": None if encoder is None else f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+        "rows": len(rows.records),
+        "images": images_fingerprint(rows.records),
+        "preprocess": {"image_size": list(pre.image_size), "resize": pre.resize, "mean": list(mean),
+                       "std": list(std), "version": PREPROCESS_VERSION},
+    }
 
 
 def feature_key_parts(encoder_id: str, probe_set: ProbeSet, encoder: torch.nn.Module | None = None,
@@ -270,13 +352,14 @@ class FeatureCache:
 
 def features_for(
     encoder: Encoder | torch.nn.Module,
-    probe_set: ProbeSet,
+    probe_set: FeatureSource,
     encoder_id: str,
     *,
     cache: FeatureCache | Literal[False] | None = None,
     **extract_kwargs: Any,
 ) -> np.ndarray:
-    """Features of `probe_set`, from the cache when the same encoder saw the same images.
+    """Features of a ProbeSet or ImageRows, from the cache when the same encoder saw the
+    same images with the same preprocessing.
 
     `encoder_id` must change whenever the weights change (a checkpoint's content digest
     plus its load options, or a run's checkpoint digest). `cache=None` uses the default
@@ -285,16 +368,20 @@ def features_for(
     if cache is False:
         return extract_features(encoder, probe_set, **extract_kwargs)
     store = cache if cache is not None else FeatureCache()
-    parts = feature_key_parts(encoder_id, probe_set, encoder,
-                              allow_tf32=bool(extract_kwargs.get("allow_tf32", False)))
+    tf32_on = bool(extract_kwargs.get("allow_tf32", False))
+    parts = (feature_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on)
+             if isinstance(probe_set, ProbeSet)
+             else rows_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on))
     return store.get_or_compute(parts, lambda: extract_features(encoder, probe_set, **extract_kwargs))
 
 
-def rows_metadata(probe_set: ProbeSet) -> tuple[list[str], np.ndarray]:
+def rows_metadata(source: FeatureSource | Sequence[ImageRecord]) -> tuple[list[str], np.ndarray]:
     """Each row's image path and box (N x 4 float, NaN where the row has no box)."""
-    paths = [str(item.record.path) for item in probe_set.items]
+    records = (_source_records(source) if isinstance(source, ProbeSet | ImageRows)
+               else list(source))
+    paths = [str(rec.path) for rec in records]
     boxes = np.full((len(paths), 4), np.nan, dtype=np.float64)
-    for i, item in enumerate(probe_set.items):
-        if item.record.box is not None:
-            boxes[i] = np.asarray(item.record.box, dtype=np.float64)
+    for i, rec in enumerate(records):
+        if rec.box is not None:
+            boxes[i] = np.asarray(rec.box, dtype=np.float64)
     return paths, boxes

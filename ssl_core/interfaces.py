@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from rich.progress import Progress
 from torch import Tensor, nn
@@ -150,12 +151,48 @@ class InvarianceProbe(ABC):
     def build(self, dataset: Dataset) -> ProbeSet: ...
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an evaluator wants its images turned into network inputs (ImageNet
+    normalisation follows). Part of the feature cache key.
+
+    `image_size` is the (height, width) the network sees. `resize` None resizes straight
+    to it (FAIR's VOC07 SVM benchmark: 224 x 224); an int resizes the shorter side to
+    `resize` and crops the centre `image_size` (MoCo's linear-evaluation val: 256, 224).
+    """
+
+    image_size: tuple[int, int]
+    resize: int | None = None
+
+
+#: `features(name, records, preprocessing)`: the frozen encoder's pooled features
+#: (N x D float32) of `records`, in order; extracted once per (encoder, images,
+#: preprocessing) and shared through the feature cache. `name` labels progress only.
+FeatureFn = Callable[[str, Sequence[ImageRecord], Preprocessing], np.ndarray]
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluator measured: `metrics` are the headline numbers reports show (flat,
+    numeric); `details` (per-class scores, chosen hyperparameters, counts) go to JSON only."""
+
+    metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class Evaluator(ABC):
-    """A downstream task on a frozen encoder."""
+    """A downstream task on a frozen encoder, working on its (cached) pooled features."""
+
+    #: the dataset plugin read when an evaluation names no `datasets` entry
+    dataset_type: ClassVar[str] = ""
 
     @abstractmethod
-    def evaluate(self, encoder: Encoder, progress: Progress | None = None) -> dict[str, float]:
-        """Metrics of the frozen encoder; `progress`, when given, is a live rich Progress."""
+    def evaluate(self, dataset: Dataset, features: FeatureFn, *,
+                 test_dataset: Dataset | None = None,
+                 progress: Progress | None = None) -> EvaluationResult:
+        """Metrics of the frozen encoder behind `features` on `dataset` (its subsets), or
+        trained on `dataset` and tested on `test_dataset` when one is given. `progress`,
+        when given, is a live rich Progress to add tasks to."""
 
 
 class CheckpointFormat(ABC):

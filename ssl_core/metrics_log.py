@@ -86,19 +86,24 @@ class MetricsLog:
     """Appends step and epoch records of one training run, continuing a resumed one."""
 
     def __init__(self, directory: Path, *, resume_step: int, steps_per_epoch: int, batch_size: int,
-                 tensorboard: bool = True) -> None:
+                 tensorboard: bool = True, write: bool = True) -> None:
+        """`write=False` (ranks other than 0 under torchrun) keeps the sums, touches no file."""
         self.path = directory / METRICS_FILE
         self.batch_size = batch_size
+        self.epoch_sums = EpochSums()
+        self._file: IO[str] | None = None
+        self.tb: Any = None
+        if not write:
+            return
         kept = _kept_records(self.path, resume_step)
         write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         # The epoch in progress at the resume step (1-based, as written) is summarised from
         # its kept step lines plus the steps still to come.
-        self.epoch_sums = EpochSums()
         current = resume_step // steps_per_epoch + 1
         for record in kept:
             if record.get("event") == "step" and record.get("epoch") == current:
                 self.epoch_sums.add(record, batch_size)
-        self._file: IO[str] | None = open(self.path, "a")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "a")  # noqa: SIM115 - closed in close()
         self.tb = _summary_writer(directory / TENSORBOARD_DIR, resume_step + 1) if tensorboard else None
 
     def steps(self, records: list[dict[str, Any]]) -> None:

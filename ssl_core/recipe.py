@@ -285,6 +285,11 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
                               f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
         check("invariance-probe", probe, "probes", name, drop=tuple(RECIPE_KEYS["invariance-probe"]))
     for name, ev in recipe.evaluations.items():
+        for key in ("dataset", "test_dataset"):
+            if ev.get(key) is not None and ev.get(key) not in recipe.datasets:
+                raise RecipeError(
+                    f"{describe_path(('evaluations', name, key), lines)}: no dataset named {ev.get(key)!r}",
+                    f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
         check("evaluator", ev, "evaluations", name, drop=tuple(RECIPE_KEYS["evaluator"]))
 
 
@@ -343,7 +348,13 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
 RECIPE_KEYS: dict[str, dict[str, str]] = {
     "invariance-probe": {"dataset": "name of an entry in `datasets` (default: the probe's own "
                                     "dataset type under the data root)"},
-    "evaluator": {"model": "evaluate only this model (default: every model)"},
+    "evaluator": {
+        "model": "evaluate only this model (default: every model)",
+        "dataset": "name of an entry in `datasets` (default: the evaluator's own dataset type "
+                   "under the data root)",
+        "test_dataset": "name of an entry in `datasets` to test on instead of the dataset's "
+                        "test subset",
+    },
 }
 
 
@@ -419,6 +430,7 @@ def _datasets_used(recipe: Recipe, registry: Registry,
     if "evaluate" in stages:
         for e, ev in recipe.evaluations.items():
             named(ev.get("dataset"), f"evaluations.{e}")
+            named(ev.get("test_dataset"), f"evaluations.{e}")
     return used
 
 

@@ -2,6 +2,9 @@
 
 Each stage writes a JSON result that records a fingerprint of its inputs; a stage whose
 result exists with the same fingerprint is skipped (`force=True` redoes it).
+
+Under torchrun every rank trains every model together; rank 0 alone writes results, then
+probes, evaluates and reports while the other ranks, their part done, return.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from typing import Any
 import torch
 import yaml
 
+from ssl_core import distributed
 from ssl_core.atomic import write_json, write_text
 from ssl_core.errors import SslcError
+from ssl_core.evaluation import evaluate as run_evaluation
+from ssl_core.evaluation import split_config
 from ssl_core.features import FeatureCache
 from ssl_core.fingerprint import fingerprint
 from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, ProbeSet
@@ -40,6 +46,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: bump when an evaluation result's content changes for the same inputs
+EVALUATION_RESULT_VERSION = 1
 #: bump when a probe result's content changes for the same inputs (2: bootstrap intervals)
 PROBE_RESULT_VERSION = 2
 
@@ -187,18 +195,23 @@ class Runner:
         encoder = seeded_encoder(self.registry, model.encoder, model.init_seed,
                                  where=f"models.{name}.encoder")
         redo = self._redo("train")
-        done = None if redo else _read_result(result_path, fp)
-        if done is not None and ckpt_path.exists():
+        finished = None
+        if distributed.is_main() and not redo and _read_result(result_path, fp) is not None and ckpt_path.exists():
             ckpt = load_checkpoint(ckpt_path)
-            if ckpt.get("fingerprint") == fp and ckpt.get("done"):
-                encoder.load_state_dict(ckpt["encoder_state_dict"])
+            finished = ckpt if ckpt.get("fingerprint") == fp and ckpt.get("done") else None
+        # rank 0 decides for all: the ranks must agree on whether to train at all. Only the
+        # train stage reaches here on every rank; later stages reach it on rank 0 alone.
+        together = "train" in self.stages
+        if distributed.broadcast_object(finished is not None) if together else finished is not None:
+            if finished is not None:  # other ranks never use the encoder: rank 0 alone measures
+                encoder.load_state_dict(finished["encoder_state_dict"])
                 self.log(f"[dim]train {name}: up to date, skipped ({result_path})[/dim]")
-                return encoder
+            return encoder
         if "train" not in self.stages:
             raise SslcError(f"model {name!r} has not been trained in {self.run_dir} "
                             f"(no finished {ckpt_path.name} matching the recipe)",
                             "add train to --stages, or run without --stages")
-        if redo and ckpt_path.exists():
+        if redo and ckpt_path.exists() and distributed.is_main():
             ckpt_path.unlink()
         objective = self.registry.create("objective", t.objective, where=f"models.{name}.train.objective")
         objective.bind(encoder)
@@ -209,13 +222,15 @@ class Runner:
                           on_device=sampler.on_device)
         result = trainer.fit()
         encoder = objective.encoder.cpu()
-        write_json(result_path, {
-            "stage": "train", "model": name, "fingerprint": fp, "steps": result.steps,
-            "epochs": result.epochs, "final_loss": result.final_loss,
-            "images_per_s": result.images_per_s, "resumed_from_step": result.resumed_from_step,
-            "device": str(self.device), "checkpoint": str(ckpt_path),
-            "metrics": str(model_dir / "metrics.jsonl"), "loss_history": result.history,
-        })
+        if distributed.is_main():
+            write_json(result_path, {
+                "stage": "train", "model": name, "fingerprint": fp, "steps": result.steps,
+                "epochs": result.epochs, "final_loss": result.final_loss,
+                "images_per_s": result.images_per_s, "resumed_from_step": result.resumed_from_step,
+                "device": str(self.device), "world_size": result.world_size, "checkpoint": str(ckpt_path),
+                "metrics": str(model_dir / "metrics.jsonl"), "loss_history": result.history,
+            })
+        distributed.barrier()  # the model's checkpoint and result exist before any rank goes on
         return encoder
 
     # -- probe ------------------------------------------------------------------------------
@@ -259,21 +274,37 @@ class Runner:
 
     # -- evaluate ---------------------------------------------------------------------------
     def evaluate(self, model_name: str, eval_name: str, seed: int | None = None) -> dict[str, Any]:
-        cfg = dict(self.recipe.evaluations[eval_name])
-        only = cfg.pop("model", None)
-        if only is not None and only != model_name:
+        ev = split_config(self.recipe.evaluations[eval_name])
+        if ev.model is not None and ev.model != model_name:
             return {}
+        evaluator = self.registry.create("evaluator", ev.component, where=f"evaluations.{eval_name}")
+        ds_cfg = (self.resolved_config(self.recipe.datasets[ev.dataset]) if ev.dataset
+                  else self.resolved_config({"type": evaluator.dataset_type}))
+        test_cfg = (self.resolved_config(self.recipe.datasets[ev.test_dataset])
+                    if ev.test_dataset else None)
         encoder, enc_id = self.encoder(model_name, seed)
-        fp = fingerprint(enc_id, cfg)
+        settings = self.recipe.probe_settings
+        fp = fingerprint(enc_id, ev.component, ds_cfg, test_cfg, self.recipe.world,
+                         EVALUATION_RESULT_VERSION)
         out = self._dir(seed) / "evaluations" / model_name / f"{eval_name}.json"
         cached = None if self._redo("evaluate") else _read_result(out, fp)
         if cached is not None:
+            self.log(f"[dim]evaluate {model_name}/{eval_name}: up to date, skipped[/dim]")
             return cached
-        evaluator = self.registry.create("evaluator", cfg, where=f"evaluations.{eval_name}")
-        with progress_bar() as progress:
-            metrics = evaluator.evaluate(encoder, progress=None if is_quiet() else progress)
+        if ev.dataset:
+            dataset = self.dataset(ev.dataset)
+        else:
+            dataset = self.registry.create("dataset", ds_cfg, where=f"evaluations.{eval_name}")
+            dataset.prepare()
+        test_dataset = self.dataset(ev.test_dataset) if ev.test_dataset else None
+        row, _ = run_evaluation(encoder, evaluator, dataset, test_dataset=test_dataset,
+                                cache=self.cache, encoder_id=enc_id,
+                                batch_size=settings.batch_size, num_workers=settings.num_workers,
+                                device=self.device, allow_tf32=settings.allow_tf32,
+                                description=f"{model_name}/{eval_name}")
         result = {"stage": "evaluate", "model": model_name, "evaluation": eval_name,
-                  "seed": seed, "fingerprint": fp, "device": str(self.device), "metrics": metrics}
+                  "type": ev.component["type"], "seed": seed, "fingerprint": fp,
+                  "device": str(self.device), **row}
         write_json(out, result)
         return result
 
@@ -306,18 +337,34 @@ class Runner:
                 tmp.unlink(missing_ok=True)
 
     def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
+        """Every stage, and the report. Every model is trained (or found up to date) before
+        the first probe. Under torchrun, ranks other than 0 return `{}` once training is done:
+        probing, evaluation and the report run once, on rank 0."""
         self.stages = tuple(stages)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temporaries()
-        write_text(self.run_dir / "recipe.resolved.yaml",
-                   yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=False))
+        main = distributed.is_main()
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temporaries()
+            write_text(self.run_dir / "recipe.resolved.yaml",
+                       yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=False))
         r = self.recipe
+        if "train" in stages:
+            if distributed.world_size() > 1 and r.world is not None:
+                # one renderer: rank 0 renders the world, the others then find it ready
+                if main:
+                    _ = self.data_root
+                distributed.barrier()
+                _ = self.data_root
+            for model in r.models:
+                if not main and r.models[model].train is None:
+                    continue  # loaded and random encoders are rank 0's alone to measure
+                for seed in self.seeds_of(model):
+                    self.encoder(model, seed)
+        if not main:
+            return {}
         probes: dict[str, dict[str, Any]] = {}
         evaluations: dict[str, dict[str, Any]] = {}
         for model in r.models:
-            if "train" in stages:
-                for seed in self.seeds_of(model):
-                    self.encoder(model, seed)
             probes[model] = self._stage("probe", model, list(r.probes), "probes")
             evaluations[model] = self._stage("evaluate", model, list(r.evaluations), "evaluations")
         report = build_report(r, probes, evaluations, device=str(self.device))

@@ -4,6 +4,10 @@ The loop does not wait for the device between steps: losses and metrics stay on 
 fetched every `log_every` steps, at each epoch end and before each checkpoint; the divergence
 check and the training logs (`metrics.jsonl`, TensorBoard) happen there. One DataLoader
 serves the whole fit, so its workers and prefetched batches carry on across epochs.
+
+Under torchrun (`ssl_core.distributed`) every rank runs this loop on its slice of each global
+batch, the objective wrapped in DistributedDataParallel; losses and metrics are averaged over
+the ranks at each host sync, and only rank 0 writes the checkpoint and the logs.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from typing import Any
 import torch
 from rich.progress import Progress, TaskID
 
+from ssl_core import distributed
 from ssl_core.atomic import torch_save
 from ssl_core.checkpoints import SSLC_FORMAT_VERSION, read_checkpoint
-from ssl_core.errors import CheckpointError, ComponentError, DataError
+from ssl_core.errors import CheckpointError, ComponentError, DataError, RecipeError
 from ssl_core.interfaces import ContrastiveObjective
 from ssl_core.metrics_log import RESERVED, MetricsLog, json_number
 from ssl_core.progress import progress_bar
 from ssl_core.recipe import TrainConfig
-from ssl_core.seeding import RunSampler, SeededItems
+from ssl_core.seeding import RankSlices, RunSampler, SeededItems, derive_seed
 
 #: defaults of the TrainConfig options read with getattr (older configs lack them)
 LOG_EVERY = 10
@@ -41,6 +46,8 @@ class TrainResult:
     images_per_s: float
     resumed_from_step: int
     history: list[float] = field(default_factory=list)
+    #: processes that trained together (torchrun's WORLD_SIZE; 1 without it)
+    world_size: int = 1
 
 
 @dataclass
@@ -92,7 +99,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 class Trainer:
-    """Trains `objective` (which owns the encoder) on the pairs of a PairSampler."""
+    """Trains `objective` (which owns the encoder) on the pairs of a PairSampler.
+
+    `config.batch_size` is the global batch: under torchrun each of the N ranks takes
+    batch_size / N of it, so N processes train the same steps as one would."""
 
     def __init__(self, objective: ContrastiveObjective, pairs: torch.utils.data.Dataset,
                  config: TrainConfig, *, device: torch.device, checkpoint_path: Path,
@@ -108,6 +118,15 @@ class Trainer:
         self.fingerprint = fingerprint
         self.encoder_config = dict(encoder_config)
         self.description = description
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        if config.batch_size % self.world:
+            raise RecipeError(f"train.batch_size {config.batch_size} does not split over {self.world} "
+                              "processes: it is the global batch, each process takes batch_size / "
+                              "world_size of it",
+                              f"set train.batch_size to a multiple of {self.world}, or start "
+                              "another number of processes")
+        #: images per step on this rank
+        self.local_batch = config.batch_size // self.world
         n = len(pairs)  # type: ignore[arg-type]
         self.steps_per_epoch = n // config.batch_size
         if self.steps_per_epoch == 0:
@@ -130,6 +149,9 @@ class Trainer:
                                                self.amp_dtype is not None)
         if self.channels_last:
             self.objective.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        #: what steps call: the objective itself, or it in DistributedDataParallel (several
+        #: ranks); checkpoints always take the bare objective's state (no `module.` keys)
+        self.model = distributed.wrap(self.objective, device)
         self.step = 0
         self.history: list[float] = []
 
@@ -149,7 +171,7 @@ class Trainer:
             batch = self.on_device(batch)
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext())
         with autocast:
-            out = self.objective(batch)
+            out = self.model(batch)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(out.loss).backward()
@@ -183,20 +205,42 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "history": list(self.history),
+            "world_size": self.world,
         }
 
     def save(self, done: bool = False) -> None:
-        torch_save(self.checkpoint_path, self.state(done))
+        """Rank 0 writes the checkpoint (every rank holds the same weights)."""
+        if distributed.is_main():
+            torch_save(self.checkpoint_path, self.state(done))
 
-    def try_resume(self) -> int:
-        """Continue from `checkpoint_path` if it belongs to this very configuration."""
+    def _resumable(self) -> dict[str, Any] | None:
+        """Rank 0's view: the checkpoint to continue from, if it belongs to this very
+        configuration (a stale one is renamed aside)."""
         if not self.checkpoint_path.exists():
-            return 0
+            return None
         ckpt = load_checkpoint(self.checkpoint_path)
         if ckpt.get("fingerprint") != self.fingerprint:
             stale = self.checkpoint_path.with_name(f"{self.checkpoint_path.stem}.stale-{int(time.time())}.pt")
             self.checkpoint_path.rename(stale)
+            return None
+        return ckpt
+
+    def try_resume(self) -> int:
+        """Continue from `checkpoint_path` if it belongs to this very configuration. Rank 0
+        decides; under torchrun every rank then loads the same checkpoint."""
+        ckpt = self._resumable() if distributed.is_main() else None
+        step = distributed.broadcast_object(None if ckpt is None else int(ckpt["step"]))
+        if step is None:
             return 0
+        if ckpt is None:  # another rank: read the file rank 0 chose
+            where = "put --run-dir on a file system that every node mounts"
+            if not self.checkpoint_path.exists():
+                raise CheckpointError(f"rank {self.rank} cannot see {self.checkpoint_path}, which rank 0 "
+                                      "resumes from", where)
+            ckpt = load_checkpoint(self.checkpoint_path)
+            if ckpt.get("fingerprint") != self.fingerprint or int(ckpt["step"]) != step:
+                raise CheckpointError(f"rank {self.rank} reads another {self.checkpoint_path} than rank 0 "
+                                      f"(step {ckpt.get('step')}, rank 0: step {step})", where)
         self.objective.load_state_dict(ckpt["objective_state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
@@ -211,32 +255,31 @@ class Trainer:
         processes start once per fit and keep prefetching across epoch boundaries."""
         cfg = self.cfg
         bs = cfg.batch_size
-        sampler = RunSampler(len(self.pairs), cfg.seed, self.steps_per_epoch * bs,  # type: ignore[arg-type]
-                             start_step * bs, self.total_steps * bs)
+        order = RunSampler(len(self.pairs), cfg.seed, self.steps_per_epoch * bs,  # type: ignore[arg-type]
+                           start_step * bs, self.total_steps * bs)
+        # several ranks: each takes its contiguous slice of every global batch of that order
+        sampler = order if self.world == 1 else RankSlices(order, bs, self.rank, self.world)
         workers = cfg.num_workers
         return torch.utils.data.DataLoader(
-            SeededItems(self.pairs, cfg.seed), batch_size=bs, sampler=sampler, num_workers=workers,
+            SeededItems(self.pairs, cfg.seed), batch_size=self.local_batch, sampler=sampler, num_workers=workers,
             drop_last=True, pin_memory=self.device.type == "cuda",
             prefetch_factor=self.prefetch_factor if workers > 0 else None)
 
     def _fetch(self, pending: list[_Pending]) -> list[tuple[float, dict[str, float]]]:
-        """The one host sync: every pending loss and tensor metric in a single transfer."""
+        """The one host sync: every pending loss and metric in a single transfer, averaged
+        over the ranks (each rank's shard mean -> the global batch's mean)."""
         tensors: list[torch.Tensor] = []
         for p in pending:
             tensors.append(p.out.loss.reshape(()).double())
             for name, value in p.out.metrics.items():
-                if torch.is_tensor(value):
-                    if value.numel() != 1:
-                        raise ComponentError(f"the objective's metric {name!r} has {value.numel()} values, "
-                                             "not one", "return a scalar (e.g. `.mean()`) for each metric")
-                    tensors.append(value.detach().reshape(()).double().to(self.device))
-        values = iter(torch.stack(tensors).cpu().tolist())
-        fetched = []
-        for p in pending:
-            loss = next(values)
-            metrics = {name: next(values) if torch.is_tensor(v) else float(v) for name, v in p.out.metrics.items()}
-            fetched.append((loss, metrics))
-        return fetched
+                if not torch.is_tensor(value):
+                    value = torch.tensor(float(value))
+                if value.numel() != 1:
+                    raise ComponentError(f"the objective's metric {name!r} has {value.numel()} values, "
+                                         "not one", "return a scalar (e.g. `.mean()`) for each metric")
+                tensors.append(value.detach().reshape(()).double().to(self.device))
+        values = iter(distributed.mean_across_ranks(torch.stack(tensors)).cpu().tolist())
+        return [(next(values), {name: next(values) for name in p.out.metrics}) for p in pending]
 
     def _records(self, pending: list[_Pending], fetched: list[tuple[float, dict[str, float]]]) -> list[dict[str, Any]]:
         bs = self.cfg.batch_size
@@ -252,9 +295,10 @@ class Trainer:
     def fit(self) -> TrainResult:
         self.objective.check_batch_size(self.cfg.batch_size)
         resumed = self.try_resume()
-        self.objective.train()
+        self.model.train()
         log = MetricsLog(self.checkpoint_path.parent, resume_step=self.step,
-                         steps_per_epoch=self.steps_per_epoch, batch_size=self.cfg.batch_size)
+                         steps_per_epoch=self.steps_per_epoch, batch_size=self.cfg.batch_size,
+                         write=distributed.is_main())
         start_time = time.perf_counter()
         try:
             self._loop(log, resumed > 0)
@@ -265,7 +309,7 @@ class Trainer:
         images = (self.step - resumed) * self.cfg.batch_size
         return TrainResult(self.step, math.ceil(self.step / self.steps_per_epoch),
                            self.history[-1] if self.history else float("nan"), images / elapsed,
-                           resumed, self.history)
+                           resumed, self.history, self.world)
 
     def _loop(self, log: MetricsLog, resumed: bool) -> None:
         spe = self.steps_per_epoch
@@ -285,6 +329,9 @@ class Trainer:
                 t0 = time.perf_counter()
                 batch = next(batches)
                 data_s = time.perf_counter() - t0
+                # randomness inside a step (shuffle-BN's permutation, dropout) is a function
+                # of (seed, step, rank), so a resumed run draws what an uninterrupted one did
+                torch.manual_seed(derive_seed(self.cfg.seed, self.step, self.rank))
                 pending.append(_Pending(self.step + 1, epoch + 1, lr, self.run_step(batch), data_s))
                 self.step += 1
                 epoch_end = self.step % spe == 0

@@ -11,6 +11,7 @@ import colorsys
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -393,6 +394,11 @@ class ObjectInstance:
 
     def bounds(self) -> tuple[np.ndarray, float]:
         """Centre and radius of a sphere holding every primitive (from their bounding boxes)."""
+        center, radius = self._bounds
+        return center.copy(), radius
+
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, float]:
         lo = np.min([p.offset - p.half_extent() for p in self.prims], axis=0)
         hi = np.max([p.offset + p.half_extent() for p in self.prims], axis=0)
         return (lo + hi) / 2, float(np.linalg.norm(hi - lo) / 2)

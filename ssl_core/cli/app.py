@@ -14,6 +14,8 @@ from ssl_core import __version__
 #: tests/cli/test_hardening.py checks each line against the command's own docstring.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("ssl_core.cli.data", "data", "Prepare datasets (render the synthetic world)."),
+    "evaluate": ("ssl_core.cli.evaluate", "evaluate",
+                 "Evaluate a checkpoint downstream (VOC07 SVM, linear softmax, ...)."),
     "export": ("ssl_core.cli.export", "export",
                "Write a trained encoder (RUN_DIR/models/NAME, or any checkpoint sslc reads) in another layout."),
     "plugins": ("ssl_core.cli.plugins_cmd", "plugins",

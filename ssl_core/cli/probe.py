@@ -10,32 +10,20 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ssl_core.checkpoints import LoadReport, checkpoint_digest, formats, load_encoder
+from ssl_core.cli.encoder_source import (
+    checkpoint_options,
+    feature_cache,
+    load_source,
+    parse_prefix_map,
+    say,
+)
 from ssl_core.cli.options import device_option, json_option, quiet_option
-from ssl_core.errors import ComponentError, DataError
-from ssl_core.features import FeatureCache, rows_metadata
-from ssl_core.interfaces import Encoder
-from ssl_core.paths import cache_dir
+from ssl_core.errors import DataError
+from ssl_core.features import rows_metadata
 from ssl_core.plugins import get_registry
-from ssl_core.preflight import cache_usable
-from ssl_core.probing import encoder_identity, measure, seeded_encoder
-from ssl_core.progress import console, is_quiet, results_console
+from ssl_core.probing import measure
+from ssl_core.progress import results_console
 from ssl_core.registry import Registry
-
-RANDOM_PREFIX = "random:"
-#: the seed of `random:ARCH` encoders, as a recipe model's default `init_seed`
-RANDOM_SEED = 0
-
-
-def _parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
-    out: dict[str, str] = {}
-    for item in items:
-        if "=" not in item:
-            raise click.BadParameter(f"{item!r} is not OLD=NEW (e.g. module.encoder_q.=)",
-                                     param_hint="--prefix-map")
-        old, new = item.split("=", 1)
-        out[old] = new
-    return out or None
 
 
 def _parse_data(items: Sequence[str], registry: Registry) -> tuple[str | None, dict[str, str]]:
@@ -54,17 +42,6 @@ def _parse_data(items: Sequence[str], registry: Registry) -> tuple[str | None, d
                 f"two dataset roots without a type ({default!r} and {item!r})",
                 param_hint="--data (use TYPE=ROOT, e.g. --data aloi=/data/aloi)")
     return default, by_type
-
-
-def _random_encoder(spec: str, registry: Registry) -> tuple[Encoder, dict[str, Any]]:
-    """A randomly initialised encoder with a fixed seed: the 'no learning' baseline."""
-    arch = spec[len(RANDOM_PREFIX):]
-    if not arch:
-        raise ComponentError("--checkpoint random: needs an architecture, e.g. random:resnet50",
-                             f"available encoders: {', '.join(registry.names('encoder'))}")
-    encoder = seeded_encoder(registry, {"type": arch}, RANDOM_SEED, where="--checkpoint random:")
-    return encoder.eval(), {"checkpoint": spec, "arch": arch, "seed": RANDOM_SEED,
-                            "format": "random"}
 
 
 def _save_path(base: Path, probe: str, several: bool) -> Path:
@@ -97,19 +74,6 @@ def _table(rows: list[dict[str, Any]], top_k: Sequence[int], title: str) -> Tabl
     return table
 
 
-def _say(text: str) -> None:
-    if not is_quiet():
-        console.print(text, highlight=False)
-
-
-def _report_load(report: LoadReport) -> None:
-    lines = report.lines()
-    _say(f"[dim]{lines[0]}[/dim]")
-    for line in lines[1:]:
-        colour = "dim" if line.startswith("ignored") else "yellow"
-        _say(f"[{colour}]{line}[/{colour}]")
-
-
 @click.command()
 @click.option("--checkpoint", metavar="PATH|random:ARCH",
               help="Checkpoint to probe (MoCo, torchvision, plain or sslc), or random:ARCH for a "
@@ -120,14 +84,7 @@ def _report_load(report: LoadReport) -> None:
               help="Invariance probe (repeatable), e.g. aloi-viewpoint; see `sslc plugins`.")
 @click.option("--data", "data", multiple=True, metavar="ROOT|TYPE=ROOT",
               help="Dataset root for the probes' datasets (TYPE=ROOT for one dataset type).")
-@click.option("--format", "fmt", default="auto", show_default=True,
-              help="Checkpoint layout: auto, plain, sslc or a registered format (moco, "
-                   "torchvision, ...; see `sslc plugins`).")
-@click.option("--arch", default=None, help="Encoder architecture (default: from the checkpoint).")
-@click.option("--prefix-map", "prefix_map", multiple=True, metavar="OLD=NEW",
-              help="Rename checkpoint key prefixes before loading (repeatable).")
-@click.option("--strict/--no-strict", default=True, show_default=True,
-              help="Fail when the checkpoint lacks any trunk tensor.")
+@checkpoint_options
 @click.option("--top-k", "top_k", multiple=True, type=click.IntRange(min=1), default=(10, 25),
               show_default=True, help="K of the top-K RIS (repeatable).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -171,7 +128,7 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
             raise click.UsageError("--checkpoint needs --data ROOT (the probes' dataset root)")
         result = _probe_checkpoint(
             checkpoint or "", probes, data, fmt=fmt, arch=arch,
-            prefix_map=_parse_prefix_map(prefix_map), strict=strict, top_k=top_k,
+            prefix_map=parse_prefix_map(prefix_map), strict=strict, top_k=top_k,
             batch_size=batch_size, workers=workers, device=None if device == "auto" else device,
             save_features=save_features, use_cache=not no_cache, allow_tf32=allow_tf32,
             resamples=resamples)
@@ -199,9 +156,6 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
                       save_features: Path | None, use_cache: bool, allow_tf32: bool,
                       resamples: int) -> dict[str, Any]:
     registry = get_registry()
-    if fmt not in formats(registry):
-        raise click.BadParameter(f"{fmt!r} is not a checkpoint format; choose from "
-                                 f"{', '.join(formats(registry))}", param_hint="--format")
     default_root, roots = _parse_data(data, registry)
     # build every probe first, so a typo in the last --probe fails before any work
     probe_objs = [registry.create("invariance-probe", {"type": name}, where="--probe")
@@ -211,21 +165,10 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
             raise DataError(f"probe {name!r} reads dataset {p.dataset_type!r}, but no root was given",
                             f"add --data ROOT or --data {p.dataset_type}=ROOT")
 
-    if checkpoint.startswith(RANDOM_PREFIX):
-        encoder, source = _random_encoder(checkpoint, registry)
-    else:
-        path = Path(checkpoint).expanduser()
-        encoder, report = load_encoder(path, format=fmt, arch=arch, prefix_map=prefix_map,
-                                       strict=strict, registry=registry)
-        _report_load(report)
-        source = {"checkpoint": str(path), "sha256": checkpoint_digest(path),
-                  "format": report.format, "arch": report.arch, "load_report": report.as_dict()}
-    encoder_id = encoder_identity(encoder)
-    source["encoder_id"] = encoder_id
-
-    root_of_cache = cache_dir() / "features"
-    cache = FeatureCache(root_of_cache) if use_cache and cache_usable(root_of_cache,
-                                                                       "feature cache") else None
+    encoder, source = load_source(checkpoint, registry, fmt=fmt, arch=arch,
+                                  prefix_map=prefix_map, strict=strict)
+    encoder_id = source["encoder_id"]
+    cache = feature_cache(use_cache)
     rows: list[dict[str, Any]] = []
     for name, p in zip(probes, probe_objs, strict=True):
         root = roots.get(p.dataset_type, default_root)
@@ -246,6 +189,6 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
             save_alldata(out, feat, probe_set.trajectories(), probe_set.labels(), paths=paths,
                          boxes=boxes)
             row["features_file"] = str(out)
-            _say(f"[dim]features of {name} saved to {out}[/dim]")
+            say(f"[dim]features of {name} saved to {out}[/dim]")
         rows.append(row)
     return {"source": source, "top_k": list(top_k), "probes": rows}

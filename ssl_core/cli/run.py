@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -39,15 +41,20 @@ def _stages(text: str) -> list[str]:
 @json_option
 def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | None, force: bool,
         device: str, stages: str, seeds: list[int] | None, as_json: bool) -> None:
-    """Run a recipe: train -> probe -> evaluate -> report."""
+    """Run a recipe: train -> probe -> evaluate -> report.
+
+    Under torchrun (`torchrun --nproc-per-node N $(which sslc) run RECIPE`) the N processes
+    train together; rank 0 alone holds the run directory's lock, writes and prints.
+    """
+    from ssl_core import distributed
     from ssl_core.locking import dir_lock
     from ssl_core.paths import cache_dir
     from ssl_core.plugins import get_registry
     from ssl_core.preflight import ensure_writable_dir
-    from ssl_core.progress import results_console
+    from ssl_core.progress import results_console, set_quiet
     from ssl_core.recipe import check_data_roots, load_recipe
     from ssl_core.rundir import claim_run_dir
-    from ssl_core.runner import Runner
+    from ssl_core.runner import Runner, pick_device
 
     chosen = _stages(stages)
     registry = get_registry()
@@ -60,12 +67,25 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
         run_dir = Path("runs") / f"{r.name}{suffix}"
     run_dir = ensure_writable_dir(run_dir, "run directory", option="--run-dir")
     extra = {"seeds": r.seeds} if r.seeds is not None else {}  # multi-seed: the runner's side of issue 9
-    runner = Runner(loaded, registry, run_dir=run_dir, device=device, force=force, **extra)
-    with dir_lock(run_dir, what="run directory",
-                  hint=f"wait for that run to finish or use another --run-dir; if it is gone (e.g. it ran "
-                       f"on another machine), delete {run_dir / '.sslc.lock'}"):
-        claim_run_dir(run_dir, r)
-        report = runner.run(chosen)
+    with distributed.session(pick_device(device)) as mine:
+        main = distributed.is_main()
+        if not main:
+            set_quiet(True)  # one progress bar and one set of messages: rank 0's
+        runner = Runner(loaded, registry, run_dir=run_dir, device=str(mine), force=force, **extra)
+        # Rank 0 holds the lock for the whole run; the others wait until it has it (and has
+        # claimed the directory), so a second run into the directory fails on rank 0 only.
+        lock: AbstractContextManager[Any] = nullcontext()
+        if main:
+            lock = dir_lock(run_dir, what="run directory",
+                            hint=f"wait for that run to finish or use another --run-dir; if it is gone (e.g. "
+                                 f"it ran on another machine), delete {run_dir / '.sslc.lock'}")
+        with lock:
+            if main:
+                claim_run_dir(run_dir, r)
+            distributed.barrier()
+            report = runner.run(chosen)
+    if not main:
+        return
     if as_json:
         click.echo(json.dumps(report["json"], indent=2))
     else:

@@ -1,0 +1,113 @@
+"""What `sslc probe` and `sslc evaluate` share: reading `--checkpoint PATH|random:ARCH` (any
+layout), its options, the feature cache, and the chatter around them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ssl_core.errors import ComponentError
+from ssl_core.interfaces import Encoder
+from ssl_core.progress import console, is_quiet
+from ssl_core.registry import Registry
+
+RANDOM_PREFIX = "random:"
+#: the seed of `random:ARCH` encoders, as a recipe model's default `init_seed`
+RANDOM_SEED = 0
+
+
+def say(text: str) -> None:
+    if not is_quiet():
+        console.print(text, highlight=False)
+
+
+def parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not OLD=NEW (e.g. module.encoder_q.=)",
+                                     param_hint="--prefix-map")
+        old, new = item.split("=", 1)
+        out[old] = new
+    return out or None
+
+
+def random_encoder(spec: str, registry: Registry) -> tuple[Encoder, dict[str, Any]]:
+    """A randomly initialised encoder with a fixed seed: the 'no learning' baseline."""
+    from ssl_core.probing import seeded_encoder
+
+    arch = spec[len(RANDOM_PREFIX):]
+    if not arch:
+        raise ComponentError("--checkpoint random: needs an architecture, e.g. random:resnet50",
+                             f"available encoders: {', '.join(registry.names('encoder'))}")
+    encoder = seeded_encoder(registry, {"type": arch}, RANDOM_SEED, where="--checkpoint random:")
+    return encoder.eval(), {"checkpoint": spec, "arch": arch, "seed": RANDOM_SEED,
+                            "format": "random"}
+
+
+def report_load(report: Any) -> None:
+    """The checkpoint loader's report (what was read, ignored, missing), on stderr."""
+    lines = report.lines()
+    say(f"[dim]{lines[0]}[/dim]")
+    for line in lines[1:]:
+        colour = "dim" if line.startswith("ignored") else "yellow"
+        say(f"[{colour}]{line}[/{colour}]")
+
+
+def check_format(fmt: str, registry: Registry) -> None:
+    from ssl_core.checkpoints import formats
+
+    if fmt not in formats(registry):
+        raise click.BadParameter(f"{fmt!r} is not a checkpoint format; choose from "
+                                 f"{', '.join(formats(registry))}", param_hint="--format")
+
+
+def load_source(checkpoint: str, registry: Registry, *, fmt: str = "auto", arch: str | None = None,
+                prefix_map: dict[str, str] | None = None, strict: bool = True
+                ) -> tuple[Encoder, dict[str, Any]]:
+    """The encoder of `--checkpoint` (any layout sslc reads, or random:ARCH) and a record of
+    where it came from, with its weights' identity (`encoder_id`)."""
+    from ssl_core.checkpoints import checkpoint_digest, load_encoder
+    from ssl_core.probing import encoder_identity
+
+    if checkpoint.startswith(RANDOM_PREFIX):
+        encoder, source = random_encoder(checkpoint, registry)
+    else:
+        check_format(fmt, registry)
+        path = Path(checkpoint).expanduser()
+        encoder, report = load_encoder(path, format=fmt, arch=arch, prefix_map=prefix_map,
+                                       strict=strict, registry=registry)
+        report_load(report)
+        source = {"checkpoint": str(path), "sha256": checkpoint_digest(path),
+                  "format": report.format, "arch": report.arch, "load_report": report.as_dict()}
+    source["encoder_id"] = encoder_identity(encoder)
+    return encoder, source
+
+
+def feature_cache(use_cache: bool) -> Any:
+    """The shared feature cache, or None (with a warning) when off or not writable."""
+    from ssl_core.features import FeatureCache
+    from ssl_core.paths import cache_dir
+    from ssl_core.preflight import cache_usable
+
+    root = cache_dir() / "features"
+    return FeatureCache(root) if use_cache and cache_usable(root, "feature cache") else None
+
+
+def checkpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--format, --arch, --prefix-map, --strict: how to read --checkpoint."""
+    for option in reversed([
+        click.option("--format", "fmt", default="auto", show_default=True,
+                     help="Checkpoint layout: auto, plain, sslc or a registered format (moco, "
+                          "torchvision, ...; see `sslc plugins`)."),
+        click.option("--arch", default=None, help="Encoder architecture (default: from the checkpoint)."),
+        click.option("--prefix-map", "prefix_map", multiple=True, metavar="OLD=NEW",
+                     help="Rename checkpoint key prefixes before loading (repeatable)."),
+        click.option("--strict/--no-strict", default=True, show_default=True,
+                     help="Fail when the checkpoint lacks any trunk tensor."),
+    ]):
+        f = option(f)
+    return f
