@@ -33,7 +33,7 @@ for n, r in rows.items():
 PY
 # Data pipeline (issue 8): the loaders on this machine's CPUs, then the end-to-end bar:
 # Trainer.fit on real JPEGs vs the bare step, ResNet-50 224 px batch 256 AMP, 15 workers.
-python3 benchmarks/bench_pipeline.py --images 1024 --batch 64 --workers 15 --warmup 3 --batches 6 \
+python3 benchmarks/bench_pipeline.py --images 1024 --batch 64 --workers 15 --warmup 30 --batches 30 \
   --rounds 1 --dir /tmp/sslc-bench-500x375-2560 2>&1 | tee "$OUT/bench_pipeline.log"
 timeout 420 python3 benchmarks/bench_train_e2e.py --device cuda --arch resnet50 --size 224 --batch 256 \
   --amp --augment-on gpu cpu --workers 15 --warmup 30 --steps 60 --images 2560 \

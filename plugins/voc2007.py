@@ -142,19 +142,31 @@ class Voc2007Params(Params):
     table_vs_chair: bool = False
 
 
-class Voc2007(Dataset):
-    """Whole images with 1/-1/0 targets per class (`meta["targets"]`), sorted by image id."""
+class _VocDataset(Dataset):
+    """What both VOC readers share: the located tree, its subsets, counts of what was read."""
 
     subsets: ClassVar[tuple[str, ...]] = ("trainval", "test")
 
-    def __init__(self, params: Voc2007Params) -> None:
-        self.params = params
+    def __init__(self, params: Voc2007Params | Voc2007BoxesParams) -> None:
         self.root = Path(params.root).expanduser()
         self.stats: dict[str, int] = {}
 
     @cached_property
     def layout(self) -> VocLayout:
         return VocLayout(self.root)
+
+    def prepare(self, progress: Any | None = None) -> None:
+        for subset in self.layout.subsets():
+            if subset in self.subsets:
+                self.records(subset)
+
+
+class Voc2007(_VocDataset):
+    """Whole images with 1/-1/0 targets per class (`meta["targets"]`), sorted by image id."""
+
+    def __init__(self, params: Voc2007Params) -> None:
+        super().__init__(params)
+        self.params = params
 
     def classes(self, subset: str | None = None) -> list[str]:
         subset = subset or self.subsets[0]
@@ -166,11 +178,6 @@ class Voc2007(Dataset):
             raise DataError(f"table_vs_chair needs the class lists of {', '.join(absent)} "
                             f"in {self.layout.main}", "this option is for the VOC2007 classes")
         return list(TABLE_VS_CHAIR)
-
-    def prepare(self, progress: Any | None = None) -> None:
-        for subset in self.layout.subsets():
-            if subset in self.subsets:
-                self.records(subset)
 
     def records(self, subset: str | None = None) -> list[ImageRecord]:
         subset = subset or self.subsets[0]
@@ -202,24 +209,12 @@ class Voc2007BoxesParams(Params):
     include_difficult: bool = False
 
 
-class Voc2007CroppedBoxes(Dataset):
+class Voc2007CroppedBoxes(_VocDataset):
     """One record per annotated object, cropped to its box; label = its class."""
 
-    subsets: ClassVar[tuple[str, ...]] = ("trainval", "test")
-
     def __init__(self, params: Voc2007BoxesParams) -> None:
+        super().__init__(params)
         self.params = params
-        self.root = Path(params.root).expanduser()
-        self.stats: dict[str, int] = {}
-
-    @cached_property
-    def layout(self) -> VocLayout:
-        return VocLayout(self.root)
-
-    def prepare(self, progress: Any | None = None) -> None:
-        for subset in self.layout.subsets():
-            if subset in self.subsets:
-                self.records(subset)
 
     def records(self, subset: str | None = None) -> list[ImageRecord]:
         subset = subset or self.subsets[0]

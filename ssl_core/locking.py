@@ -151,7 +151,8 @@ def file_lock(lock_file: str | os.PathLike[str], *, what: str, hint: str | None 
 
             if not is_quiet():
                 console.print(f"[dim]{what}: taking over the lock left by "
-                              f"{stale.describe()}, which is no longer running[/dim]", highlight=False)
+                              f"{stale.describe()}, which is no longer running[/dim]", highlight=False,
+                              soft_wrap=True)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(asdict(_me())) + "\n").encode(), 0)
         _held[lock_file] = [fd, 1]

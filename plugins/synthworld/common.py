@@ -15,7 +15,7 @@ from .render import Light, background
 #: ALOI's 12 lamp voltages (file suffix i110 .. i250) and the colour temperatures they map to
 ALOI_LAMPS = (110, 120, 130, 140, 150, 160, 170, 180, 190, 210, 230, 250)
 ALOI_TEMP_RANGE = (2175.0, 3075.0)
-ALOI_SIZE = (144, 192)  # red2: 192 x 144 (width x height)
+ALOI_SIZE = (144, 192)  # red2: 192 x 144 (height, width); a size preset may render smaller
 
 # where each kind of object comes from in the world: distinct instance index ranges
 TRAIN_BASE, VAL_BASE, ALOI_BASE, GOT_BASE, PASCAL_BASE = 0, 500_000, 600_000, 700_000, 800_000
@@ -39,6 +39,7 @@ class SizeConfig:
     pascal_size: tuple[int, int]
     pascal_cells: int = 12  # viewpoint cells (azimuth x elevation bin) the ImageNet part cycles through
     supersample: int = 2  # anti-aliasing: ss x ss rays per pixel
+    aloi_size: tuple[int, int] = ALOI_SIZE  # (height, width) of the ALOI images, 4:3 as red2
     categories: tuple[str, ...] = tuple(CATEGORIES)
 
     def to_dict(self) -> dict:

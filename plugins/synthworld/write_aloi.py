@@ -1,4 +1,4 @@
-"""ALOI's three red2 layouts (192x144 PNGs on black, one folder per object).
+"""ALOI's three red2 layouts (4:3 PNGs on black, 192x144 or smaller, one folder per object).
 
 - `aloi_red2_view/{obj}/{obj}_r{0..355 step 5}.png`: the turntable turns, camera and lamp fixed;
 - `aloi_red2_ill/{obj}/{obj}_l{1..8}c{1..3}.png`: 8 light directions seen by 3 cameras;
@@ -32,26 +32,28 @@ def aloi_object(seed: int, obj: int, categories: list[str]) -> ObjectInstance:
     return World(seed).instance(category, ALOI_BASE + obj)
 
 
-def write_object(root: Path, seed: int, obj: int, categories: list[str], ss: int = 2) -> dict:
-    """Write the 72 + 24 + 12 images of object `obj` under root (the `aloi/` folder)."""
+def write_object(root: Path, seed: int, obj: int, categories: list[str], ss: int = 2,
+                 size: tuple[int, int] = ALOI_SIZE) -> dict:
+    """Write the 72 + 24 + 12 images (`size` = (height, width)) of object `obj` under root
+    (the `aloi/` folder)."""
     inst = aloi_object(seed, obj, categories)
     scene = Scene([PlacedObject(inst)]).prepared()
-    aspect = ALOI_SIZE[1] / ALOI_SIZE[0]
+    aspect = size[1] / size[0]
 
     def cam(az: float):
         return object_camera(inst, az, ELEVATION, fill=0.9, aspect=aspect)
 
     for angle in VIEW_ANGLES:  # the turntable turns the object: same as the camera going round
-        g = trace(scene, cam(float(angle)), ALOI_SIZE, ss)
+        g = trace(scene, cam(float(angle)), size, ss)
         save_png(root / "aloi_red2_view" / str(obj) / f"{obj}_r{angle}.png",
                  shade(g, FRONT_LIGHT, BACKGROUND).image)
     for c, cam_az in CAMERA_AZIMUTHS.items():
-        g = trace(scene, cam(cam_az), ALOI_SIZE, ss)
+        g = trace(scene, cam(cam_az), size, ss)
         for light_k, (az, el) in LIGHT_DIRECTIONS.items():
             light = Light(direction(az, el), 3075.0, 1.0, 0.15, white_balance=3075.0)
             save_png(root / "aloi_red2_ill" / str(obj) / f"{obj}_l{light_k}c{c}.png",
                      shade(g, light, BACKGROUND).image)
-    g = trace(scene, cam(0.0), ALOI_SIZE, ss)
+    g = trace(scene, cam(0.0), size, ss)
     for lamp in ALOI_LAMPS:
         light = Light(FRONT_LIGHT.direction, aloi_temperature(lamp), 1.0, 0.25, white_balance=3075.0)
         save_png(root / "aloi_red2_col" / str(obj) / f"{obj}_i{lamp}.png", shade(g, light, BACKGROUND).image)

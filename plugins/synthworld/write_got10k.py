@@ -18,6 +18,15 @@ from .render import Camera, Light, composite, downsample_mask, shade, trace
 
 #: bulky categories that make good occluders
 OCCLUDERS = ("car", "sofa", "diningtable", "boat", "tvmonitor", "snowman", "tree", "robot", "chair")
+#: an occluder crosses the target's line of sight this many scene units per sequence: slow
+#: enough that its pass fills most of the frames (the occlusion probe takes one frame per
+#: cover level, so frames spent fully visible are wasted)
+OCCLUDER_TRAVEL = 3.0
+#: an occluder's bounding radius is at least this many times the target's, so that its pass
+#: hides most of the target and the sequence spans the 4 cover levels the probe needs
+OCCLUDER_SIZE = 2.2
+#: vertical field of view (degrees): the target's box is about a third of the frame height
+CAMERA_FOV = 30.0
 
 
 def sequence_name(n: int) -> str:
@@ -65,7 +74,7 @@ def write_sequence(root: Path, seed: int, n: int, frames: int, size: tuple[int, 
     world = World(seed)
     target_cat = categories[int(rng.integers(len(categories)))]
     target = world.instance(target_cat, GOT_BASE + n)
-    camera = Camera(0.0, float(rng.uniform(10, 25)), 4.5, (0.0, 0.45, 0.0), 40.0)
+    camera = Camera(0.0, float(rng.uniform(10, 25)), 4.5, (0.0, 0.45, 0.0), CAMERA_FOV)
     exits = n % 4 == 1 or rng.random() < 0.2  # the first of every 4 leaves the frame
     x0, x1 = rng.uniform(-0.9, -0.3), (3.4 if exits else rng.uniform(0.3, 0.9))
     if rng.random() < 0.5:
@@ -80,7 +89,7 @@ def write_sequence(root: Path, seed: int, n: int, frames: int, size: tuple[int, 
         occ = world.instance(cat, GOT_BASE + 100_000 + 3 * n + j)
         _, occ_r = occ.bounds()
         meet = rng.uniform(0.3, 0.7) if n_occ == 1 else (0.3 if j == 0 else 0.7)
-        scale = max(1.0, 1.4 * target_r / occ_r) * rng.uniform(0.9, 1.2)
+        scale = max(1.0, OCCLUDER_SIZE * target_r / occ_r) * rng.uniform(0.9, 1.2)
         occluders.append((occ, meet, scale, rng.uniform(1.6, 2.2), rng.choice([-1, 1]),
                           rng.uniform(0, 360)))
     light = Light(direction(rng.uniform(-60, 60), rng.uniform(30, 70)), float(rng.uniform(3000, 6500)),
@@ -98,7 +107,7 @@ def write_sequence(root: Path, seed: int, n: int, frames: int, size: tuple[int, 
         for j, (occ, meet, scale, depth_z, sign, yaw) in enumerate(occluders):
             tx_meet = x0 + (x1 - x0) * meet
             at_meet = tx_meet * (4.5 - depth_z) / (4.5 - z0)  # same screen x as the target then
-            ox = at_meet + sign * 6.0 * (s - meet)
+            ox = at_meet + sign * OCCLUDER_TRAVEL * (s - meet)
             placed_o = PlacedObject(occ, (ox, 0.0, depth_z), yaw + 4 * f, scale, 2 + j)
             parts.append(trace([placed_o.world_primitives()], camera, size, ss))
         g = composite(parts)

@@ -25,7 +25,7 @@ from .common import PASCAL_CLASSES, SIZES, TRAIN_BASE, VAL_BASE, SizeConfig
 from .render import RENDERER_VERSION
 
 MANIFEST = "world.json"
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 
 
 def world_root(cache_dir: Path, size: str, seed: int) -> Path:
@@ -73,9 +73,9 @@ def _jobs(cfg: SizeConfig, seed: int) -> list[Job]:
 def _job_weight(job: Job, cfg: SizeConfig) -> int:
     """Rough cost in 96x96 images, for the progress bar."""
     if job[0] == "aloi":
-        return 200
+        return max(1, round(200 * cfg.aloi_size[0] * cfg.aloi_size[1] / (144 * 192)))
     if job[0] == "got10k":
-        return 3 * cfg.got_frames
+        return max(1, round(3 * cfg.got_frames * cfg.got_size[0] * cfg.got_size[1] / (144 * 192)))
     if job[0] == "pascal3d":
         return 5
     return job[5]
@@ -93,7 +93,7 @@ def _run_job(args: tuple[Path, int, str, Job]) -> tuple[Job, Any]:
                                    cfg.image_size, cfg.supersample)
     if kind == "aloi":
         from .write_aloi import write_object
-        return job, write_object(tmp / "aloi", seed, job[1], cats, cfg.supersample)
+        return job, write_object(tmp / "aloi", seed, job[1], cats, cfg.supersample, cfg.aloi_size)
     if kind == "got10k":
         from .write_got10k import write_sequence
         return job, write_sequence(tmp / "GOT-10k" / "train", seed, job[1], cfg.got_frames,

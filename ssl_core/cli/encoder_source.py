@@ -111,3 +111,21 @@ def checkpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ]):
         f = option(f)
     return f
+
+
+def extraction_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--batch-size, --workers, --device, --no-cache, --allow-tf32: how features are computed."""
+    from ssl_core.cli.options import device_option
+
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+                     help="DataLoader worker processes for image decoding."),
+        device_option,
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache."),
+        click.option("--allow-tf32", is_flag=True,
+                     help="Let GPU convolutions use TF32 (faster; published numbers are fp32)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

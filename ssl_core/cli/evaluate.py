@@ -13,12 +13,13 @@ from rich.table import Table
 
 from ssl_core.cli.encoder_source import (
     checkpoint_options,
+    extraction_options,
     feature_cache,
     load_source,
     parse_prefix_map,
     say,
 )
-from ssl_core.cli.options import device_option, json_option, quiet_option
+from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import ComponentError
 from ssl_core.progress import results_console
 
@@ -65,16 +66,10 @@ def _table(result: dict[str, Any]) -> Table:
 @click.option("--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE",
               help="A dataset parameter, e.g. table_vs_chair=true (repeatable).")
 @checkpoint_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="DataLoader worker processes for image decoding.")
-@device_option
+@extraction_options
 @click.option("--save-features", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the features the evaluation used as one .npz (per feature set: "
                    "NAME.feat, NAME.paths, NAME.boxes, NAME.labels).")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
-@click.option("--allow-tf32", is_flag=True,
-              help="Let GPU convolutions use TF32 (faster; published numbers are fp32).")
 @quiet_option
 @json_option
 def evaluate(checkpoint: str, evaluator_name: str, data: str, dataset_type: str | None,

@@ -12,12 +12,13 @@ from rich.table import Table
 
 from ssl_core.cli.encoder_source import (
     checkpoint_options,
+    extraction_options,
     feature_cache,
     load_source,
     parse_prefix_map,
     say,
 )
-from ssl_core.cli.options import device_option, json_option, quiet_option
+from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import DataError
 from ssl_core.features import rows_metadata
 from ssl_core.plugins import get_registry
@@ -87,16 +88,10 @@ def _table(rows: list[dict[str, Any]], top_k: Sequence[int], title: str) -> Tabl
 @checkpoint_options
 @click.option("--top-k", "top_k", multiple=True, type=click.IntRange(min=1), default=(10, 25),
               show_default=True, help="K of the top-K RIS (repeatable).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
-              help="DataLoader worker processes for image decoding.")
-@device_option
+@extraction_options
 @click.option("--save-features", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the features as alldata.pth (+ paths, boxes); with several probes, "
                    "one file each: FILE with the probe name before the suffix.")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
-@click.option("--allow-tf32", is_flag=True,
-              help="Let GPU convolutions use TF32 (faster; the authors' numbers are fp32).")
 @click.option("--resamples", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap resamples for each score's 95% interval (0: no intervals).")
 @quiet_option
