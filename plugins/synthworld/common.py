@@ -53,9 +53,12 @@ SIZES: dict[str, SizeConfig] = {
                        supersample=1),
     # small (the recipes' default): enough trajectories per probe that the top-10 bootstrap
     # interval of recipes/paper_table1.yaml is at most +-2 points (docs/plugins/synthworld.md)
-    "small": SizeConfig(12, 7, 4, 3, 96, 60, 96, 40, (144, 192), 96, 2, (144, 192),
-                        pascal_cells=12),
-    "full": SizeConfig(100, 10, 25, 4, 128, 250, 200, 80, (240, 320), 180, 10, (240, 320),
+    # ALOI and GOT-10k are rendered at about the size the recipes probe them (64 px): ALOI
+    # whole images at 96x72, GOT-10k frames whose target box is about 47 px high; 20
+    # frames a sequence, as the occlusion probe keeps one frame per cover level
+    "small": SizeConfig(12, 7, 4, 3, 96, 238, 504, 20, (96, 128), 96, 2, (144, 192),
+                        pascal_cells=12, aloi_size=(72, 96)),
+    "full": SizeConfig(100, 10, 25, 4, 128, 300, 700, 40, (240, 320), 180, 10, (240, 320),
                        pascal_cells=12),
 }
 

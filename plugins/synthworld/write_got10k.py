@@ -23,8 +23,8 @@ OCCLUDERS = ("car", "sofa", "diningtable", "boat", "tvmonitor", "snowman", "tree
 #: cover level, so frames spent fully visible are wasted)
 OCCLUDER_TRAVEL = 3.0
 #: an occluder's bounding radius is at least this many times the target's, so that its pass
-#: hides most of the target and the sequence spans the 4 cover levels the probe needs
-OCCLUDER_SIZE = 2.2
+#: hides much of the target when it passes
+OCCLUDER_SIZE = 1.4
 #: vertical field of view (degrees): the target's box is about a third of the frame height
 CAMERA_FOV = 30.0
 
@@ -72,7 +72,7 @@ def write_sequence(root: Path, seed: int, n: int, frames: int, size: tuple[int, 
     """Render sequence `n` (1-based) into root (the `GOT-10k/train` folder)."""
     rng = job_rng(seed, 31, n)
     world = World(seed)
-    target_cat = categories[int(rng.integers(len(categories)))]
+    target_cat = categories[(n - 1) % len(categories)]  # every class gets as many sequences
     target = world.instance(target_cat, GOT_BASE + n)
     camera = Camera(0.0, float(rng.uniform(10, 25)), 4.5, (0.0, 0.45, 0.0), CAMERA_FOV)
     exits = n % 4 == 1 or rng.random() < 0.2  # the first of every 4 leaves the frame
