@@ -57,8 +57,13 @@ def test_two_seeds_give_per_seed_results_and_a_mean(sslc, tmp_path: Path) -> Non
     a = json.loads((run_dir / "seed-0" / "probes" / "moco" / "viewpoint.json").read_text())
     b = json.loads((run_dir / "seed-1" / "probes" / "moco" / "viewpoint.json").read_text())
     assert a["encoder_id"] != b["encoder_id"]  # two seeds, two trained encoders
-    report = (run_dir / "report.json").read_text()
-    assert "std" in report and "mean" in report
+    moco = json.loads((run_dir / "report.json").read_text())["probes"]["moco"]["viewpoint"]
+    assert moco["seeds"] == [0, 1]
+    assert moco["per_seed"]["top5"] == [a["top5"], b["top5"]]
+    assert moco["top5"] == pytest.approx((a["top5"] + b["top5"]) / 2)  # the mean over seeds
+    assert moco["sd"]["top5"] >= 0
+    assert "sd" not in json.loads((run_dir / "report.json").read_text())["probes"]["random-init"][
+        "viewpoint"]  # measured once
     # a rerun skips everything: same results, nothing retrained
     stamp = (run_dir / "seed-1" / "models" / "moco" / "checkpoint.pt").stat().st_mtime_ns
     again = sslc("run", str(recipe), "--run-dir", str(run_dir), "--json")
