@@ -348,9 +348,12 @@ def check_objective(objective: ContrastiveObjective, encoder: Encoder,
              f"the loss must be a scalar tensor, got {getattr(out.loss, 'shape', out.loss)!r}")
     _require(bool(torch.isfinite(out.loss)), f"the loss is not finite: {out.loss.item()}")
     for key, value in out.metrics.items():
-        _require(isinstance(value, (int, float)) and not isinstance(value, bool)
-                 and math.isfinite(value),
-                 f"metric {key!r} must be a finite plain float, got {value!r}")
+        # a 0-d tensor is welcome: the trainer reads it back only when it logs
+        number = value.detach().float().item() if isinstance(value, Tensor) and value.dim() == 0 \
+            else value
+        _require(isinstance(number, (int, float)) and not isinstance(number, bool)
+                 and math.isfinite(number),
+                 f"metric {key!r} must be a finite float or 0-d tensor, got {value!r}")
     objective.zero_grad(set_to_none=True)
     out.loss.backward()
     _require(any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in encoder.parameters()),

@@ -261,3 +261,22 @@ def test_check_entry_point_loads_an_installed_plugin(
     monkeypatch.setenv("SSLC_STRICT_PLUGINS", "1")  # a failure raises inside sslc: still named
     with pytest.raises(ContractViolation, match="'kitbroken' failed.*No module named"):
         check_entry_point("kitbroken")
+
+
+def test_objective_metrics_are_finite_numbers_or_0d_tensors() -> None:
+    class TensorMetric(fake_plugin.InBatchInfoNCE):
+        def forward(self, batch: dict) -> object:
+            out = super().forward(batch)
+            out.metrics = {"acc1": torch.tensor(50.0)}  # fine: read back only when logging
+            return out
+
+    check_objective(TensorMetric(fake_plugin.InfoNCEParams()), encoder(), batch())
+
+    class NanMetric(fake_plugin.InBatchInfoNCE):
+        def forward(self, batch: dict) -> object:
+            out = super().forward(batch)
+            out.metrics = {"acc1": torch.tensor(float("nan"))}
+            return out
+
+    with pytest.raises(ContractViolation, match="metric 'acc1' must be a finite"):
+        check_objective(NanMetric(fake_plugin.InfoNCEParams()), encoder(), batch())
