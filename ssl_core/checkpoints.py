@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +88,42 @@ def checkpoint_digest(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -
     return h.hexdigest()
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> Any:
-    """torch.load with weights_only=True, turning every failure into a CheckpointError.
+class UnreadableTorchFile(Exception):
+    """Why `load_weights_only` could not read a file; each caller words it for its users.
 
-    The one place sslc unpickles a file: training checkpoints, checkpoints to probe and
-    feature dumps all come through here.
+    `reason` is "not_torch" (not a torch.save file at all), "refused" (it needs the
+    globals in `refused`, which weights-only loading does not allow) or "damaged".
     """
+
+    def __init__(self, reason: str, detail: str = "", refused: Sequence[str] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+        self.refused = list(refused)
+
+
+def load_weights_only(path: Path, safe_globals: Sequence[Any] = (),
+                      allowed: Callable[[str], bool] = lambda name: False) -> Any:
+    """The one place sslc unpickles a file: `torch.load(weights_only=True)`, with only
+    `safe_globals` allowed beyond tensors; failures are diagnosed as UnreadableTorchFile.
+
+    `allowed(name)` says which globals a refusal should not blame (those `safe_globals`
+    covers), so the caller can name what is really missing."""
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on junk
+        if not _looks_like_torch_file(path):
+            raise UnreadableTorchFile("not_torch") from None
+        refused = [g for g in _unsafe_globals(path) if not allowed(g)]
+        if refused:
+            raise UnreadableTorchFile("refused", refused=refused) from None
+        raise UnreadableTorchFile("damaged", f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """A checkpoint's contents (weights only), every failure a CheckpointError naming it:
+    training checkpoints and checkpoints to probe both come through here."""
     p = Path(path)
     if p.is_dir():
         raise CheckpointError(f"{p} is a directory, not a checkpoint file",
@@ -101,26 +131,29 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}", "check the path")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not _looks_like_torch_file(p):
-            size = p.stat().st_size
-            what = "it is empty" if size == 0 else "it was not written by torch.save"
+        return load_weights_only(p)
+    except UnreadableTorchFile as err:
+        if err.reason == "not_torch":
+            what = "it is empty" if p.stat().st_size == 0 else "it was not written by torch.save"
             raise CheckpointError(f"{p} is not a torch checkpoint ({what})",
                                   "pass a file written by torch.save (.pth, .pt, .pth.tar)") from None
-        refused = _unsafe_globals(p)
-        if refused:
+        if err.reason == "refused":
             raise CheckpointError(
                 f"checkpoint {p} holds Python objects that weights_only loading refuses: "
-                f"{', '.join(refused[:5])}",
+                f"{', '.join(err.refused[:5])}",
                 "if you trust the file, load it yourself with weights_only=False and re-save "
                 "only its tensors, e.g. torch.save({'state_dict': ckpt['state_dict']}, "
                 "'clean.pth')",
             ) from None
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise CheckpointError(f"{p} is a damaged torch file ({type(exc).__name__}: {first})",
+        raise CheckpointError(f"{p} is a damaged torch file ({err.detail})",
                               "re-download or re-save it; a partial copy reads like this") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The informative line of a torch.load error (weights-only errors lead with a banner)."""
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln for ln in text.splitlines() if "WeightsUnpickler error" in ln] or text.splitlines()
+    return lines[0].strip()[:200]
 
 
 def _looks_like_torch_file(path: Path) -> bool:

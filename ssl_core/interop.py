@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -154,42 +153,22 @@ def _keys(raw: dict[Any, Any]) -> str:
 
 
 def _torch_load(source: Path) -> Any:
-    """torch.load(weights_only=True) with numpy allowed; failures become DataErrors."""
+    """The file through the one weights-only reader, numpy allowed; failures become DataErrors."""
+    from ssl_core.checkpoints import UnreadableTorchFile, load_weights_only
+
     try:
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            return torch.load(source, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        refused = _refused_globals(source)
-        if refused:
+        return load_weights_only(source, numpy_safe_globals(),
+                                 allowed=lambda name: bool(_NUMPY_GLOBALS.match(name)))
+    except UnreadableTorchFile as err:
+        if err.reason == "refused":
             raise DataError(
-                f"{source} needs code outside numpy to load ({', '.join(refused)}); "
+                f"{source} needs code outside numpy to load ({', '.join(err.refused)}); "
                 "sslc loads feature files with weights_only=True only",
                 "re-save it as a dict of tensors / numpy arrays / lists of str",
-            ) from exc
-        raise DataError(f"{source} is not a feature dump: cannot read it as a torch.save file "
-                        f"({_first_line(exc)})", _REEXPORT_HINT) from exc
-    except Exception as exc:  # noqa: BLE001 - torch raises KeyError, RuntimeError, EOFError... on junk
-        with source.open("rb") as f:
-            magic = f.read(2)
-        why = (f"{type(exc).__name__}: {_first_line(exc)}" if magic[:2] == b"PK" or magic[:1] == b"\x80"
-               else "it is neither a zip archive nor a pickle")
+            ) from None
+        why = "it is neither a zip archive nor a pickle" if err.reason == "not_torch" else err.detail
         raise DataError(f"{source} is not a feature dump: cannot read it as a torch.save file ({why})",
-                        f"the file is truncated or of another kind; {_REEXPORT_HINT}") from exc
-
-
-def _refused_globals(source: Path) -> list[str]:
-    """The globals a zip-format torch file names that are not numpy's; [] when unknown."""
-    try:
-        needed = torch.serialization.get_unsafe_globals_in_checkpoint(source)
-    except Exception:  # noqa: BLE001 - not a zip torch file: nothing to list
-        return []
-    return [name for name in needed if not _NUMPY_GLOBALS.match(name)]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    lines = [ln for ln in text.splitlines() if "WeightsUnpickler error" in ln] or text.splitlines()
-    return lines[0].strip()[:200]
+                        f"the file is truncated or of another kind; {_REEXPORT_HINT}") from None
 
 
 def _to_numpy(value: Any) -> np.ndarray:
