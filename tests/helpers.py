@@ -77,3 +77,33 @@ def oracle_ris(feat, trajectories, classes=None, top_k=(10, 25)):
             per_class.append(sum(sorted(score, reverse=True)[:k]) / k)
         out[k] = sum(per_class) / c * (100 - p)  # step 8
     return out
+
+
+#: the smallest real training recipe (MoCo-v2 on the image folder `images/` under `root`),
+#: formatted with name, root and batch_size; its `{{`/`}}` are YAML braces
+TINY_TRAIN_RECIPE = """\
+name: {name}
+data_root: {root}
+datasets:
+  train: {{type: image-folder, root: images}}
+models:
+  m:
+    encoder: {{type: resnet18, small_input: true}}
+    train:
+      dataset: train
+      pair_sampler: {{type: aggressive-crop, size: 16}}
+      objective: {{type: moco-queue, queue_size: 16, dim: 8}}
+      epochs: 1
+      batch_size: {batch_size}
+      num_workers: 0
+"""
+
+
+def assert_user_error(result, *needles: str) -> None:
+    """One `error:` line naming every needle, exit 2, no traceback."""
+    text = result.err + result.out
+    assert result.code == 2, text
+    assert "Traceback" not in text, text
+    assert text.count("error:") == 1, text
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in:\n{text}"

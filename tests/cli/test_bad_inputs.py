@@ -6,24 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import require_plugins, write_images
-
-RECIPE = """\
-name: bad
-data_root: {root}
-datasets:
-  train: {{type: image-folder, root: images}}
-models:
-  m:
-    encoder: {{type: resnet18, small_input: true}}
-    train:
-      dataset: train
-      pair_sampler: {{type: aggressive-crop, size: 16}}
-      objective: {{type: moco-queue, queue_size: 16, dim: 8}}
-      epochs: 1
-      batch_size: 4
-      num_workers: 0
-"""
+from helpers import TINY_TRAIN_RECIPE, assert_user_error, require_plugins, write_images
 
 
 @pytest.fixture
@@ -31,8 +14,8 @@ def recipe(tmp_path: Path):
     require_plugins("image-folder", "resnet18", "aggressive-crop", "moco-queue")
     write_images(tmp_path / "images", {"a": 4, "b": 4}, size=20)
 
-    def make(text: str = RECIPE, **replace: str) -> Path:
-        body = text.format(root=tmp_path)
+    def make(text: str = TINY_TRAIN_RECIPE, **replace: str) -> Path:
+        body = text.format(name="bad", root=tmp_path, batch_size=4)
         for old, new in replace.items():
             assert old in body, old
             body = body.replace(old, new)
@@ -41,15 +24,6 @@ def recipe(tmp_path: Path):
         return path
 
     return make
-
-
-def assert_user_error(result, *needles: str) -> None:
-    text = result.err + result.out
-    assert result.code == 2, text
-    assert "Traceback" not in text, text
-    assert text.count("error:") == 1, text
-    for needle in needles:
-        assert needle in text, f"{needle!r} not in:\n{text}"
 
 
 def test_missing_recipe_file(sslc, tmp_path: Path) -> None:

@@ -15,26 +15,12 @@ import typing
 from pathlib import Path
 
 import pytest
-from helpers import require_plugins, write_images
+from helpers import TINY_TRAIN_RECIPE, assert_user_error, require_plugins, write_images
 
 from ssl_core.errors import LockedError
 from ssl_core.locking import LOCK_NAME, dir_lock, read_holder
 
-RECIPE = """\
-name: {name}
-data_root: {root}
-datasets:
-  train: {{type: image-folder, root: images}}
-models:
-  m:
-    encoder: {{type: resnet18, small_input: true}}
-    train:
-      dataset: train
-      pair_sampler: {{type: aggressive-crop, size: 16}}
-      objective: {{type: moco-queue, queue_size: 16, dim: 8}}
-      epochs: 1
-      batch_size: 4
-      num_workers: 0
+RECIPE = TINY_TRAIN_RECIPE + """\
 probes:
   {probe}: {{type: aloi-viewpoint, dataset: train}}
 """
@@ -49,18 +35,10 @@ def recipe(tmp_path: Path):
 
     def make(name: str = "hard", probe: str = "viewpoint", file: str = "recipe.yaml") -> Path:
         path = tmp_path / file
-        path.write_text(RECIPE.format(name=name, root=tmp_path, probe=probe))
+        path.write_text(RECIPE.format(name=name, root=tmp_path, probe=probe, batch_size=4))
         return path
 
     return make
-
-
-def assert_user_error(result, *needles: str) -> None:
-    text = result.err + result.out
-    assert result.code == 2, text
-    assert "Traceback" not in text, text
-    for needle in needles:
-        assert needle in text, f"{needle!r} not in:\n{text}"
 
 
 def _cli(*args: str) -> list[str]:

@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import require_plugins, write_images
-
-RECIPE = """\
-name: stages
-data_root: {root}
-datasets:
-  train: {{type: image-folder, root: images}}
-models:
-  m:
-    encoder: {{type: resnet18, small_input: true}}
-    train:
-      dataset: train
-      pair_sampler: {{type: aggressive-crop, size: 16}}
-      objective: {{type: moco-queue, queue_size: 16, dim: 8}}
-      epochs: 1
-      batch_size: 8
-      num_workers: 0
-"""
+from helpers import TINY_TRAIN_RECIPE, require_plugins, write_images
 
 
 def test_force_with_other_stages_does_not_retrain(sslc, tmp_path: Path) -> None:
     require_plugins("image-folder", "resnet18", "aggressive-crop", "moco-queue")
     write_images(tmp_path / "images", {"a": 8, "b": 8}, size=20)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE.format(root=tmp_path))
+    recipe.write_text(TINY_TRAIN_RECIPE.format(name="stages", root=tmp_path, batch_size=8))
     run_dir = tmp_path / "run"
     assert sslc("run", str(recipe), "--run-dir", str(run_dir), "--quiet").code == 0
     ckpt = run_dir / "models" / "m" / "checkpoint.pt"
