@@ -20,12 +20,22 @@ BUILTIN_PLUGINS = {
     "moco-queue": ["tests/plugins/test_moco_queue.py"],
     "image-folder": ["tests/plugins/test_image_folder.py"],
     "aloi": ["tests/plugins/test_aloi.py"],
-    "synthworld": ["tests/plugins/test_synthworld.py"],
+    "synthworld": ["tests/plugins/test_synthworld.py", "tests/plugins/test_synthworld_videos.py",
+                   "tests/plugins/test_synthworld_scenes.py"],
     "got10k": ["tests/plugins/test_got10k.py"],
     "pascal3d": ["tests/plugins/test_pascal3d.py"],
     "voc2007": ["tests/plugins/test_voc2007.py"],
+    "coco": ["tests/plugins/test_coco.py"],
+    "ade20k": ["tests/plugins/test_ade20k.py"],
     "voc07-svm": ["tests/plugins/test_voc07_svm.py"],
     "linear-softmax": ["tests/plugins/test_linear_softmax.py"],
+    "trackingnet": ["tests/plugins/test_trackingnet.py"],
+    "video-folder": ["tests/plugins/test_video_folder.py"],
+    "segmentation": ["tests/plugins/test_segmentation.py"],
+    "supervised": ["tests/plugins/test_supervised.py"],
+    "video-pairs": ["tests/plugins/test_video_pairs.py"],
+    "selective-search-tracker": ["tests/plugins/test_region_tracker.py"],
+    "region-moco": ["tests/plugins/test_region_moco.py"],
 }
 
 
@@ -38,10 +48,11 @@ def tests(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("plugin", list(BUILTIN_PLUGINS))
 def plugin(session: nox.Session, plugin: str) -> None:
-    """One built-in plugin's tests with only that plugin loaded (strict: load errors are fatal)."""
+    """One built-in plugin's tests with only that plugin loaded (strict: load errors are fatal).
+    The `slow` ones (multi-process, end-to-end training) ran in the `tests` session already."""
     env = {"SSLC_LOAD_PLUGINS": plugin, "SSLC_STRICT_PLUGINS": "1"}
     session.run("sslc", "plugins", env=env)
-    session.run("python", "-m", "pytest", "-q", *BUILTIN_PLUGINS[plugin], env=env)
+    session.run("python", "-m", "pytest", "-q", "-m", "not slow", *BUILTIN_PLUGINS[plugin], env=env)
 
 
 def _inherit_environment(session: nox.Session) -> None:

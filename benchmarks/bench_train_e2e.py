@@ -97,20 +97,29 @@ def bare_rate(trainer: Any, args: argparse.Namespace) -> float:
     return args.steps * args.batch / (time.perf_counter() - t0)
 
 
-def on_device_ms(trainer: Any, sampler: Any, n: int = 10) -> float:
-    """Device milliseconds of `on_device` on one real batch from the gpu-mode loader."""
+def on_device_ms(trainer: Any, sampler: Any, n: int = 10) -> dict[str, float]:
+    """Milliseconds of `on_device` per batch on one real batch from the gpu-mode loader:
+    wall time (host launch + device, synced), and the host's launch time alone (no sync)."""
     device = torch.device(trainer.device)
     batch = next(iter(torch.utils.data.DataLoader(
         trainer.pairs, batch_size=trainer.cfg.batch_size, shuffle=False,
         num_workers=min(trainer.cfg.num_workers, 4))))
     batch = {k: trainer._to_device(v) for k, v in batch.items()}
-    sampler.on_device(batch)
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        sampler.on_device(batch)
-    _sync(device)
-    return (time.perf_counter() - t0) / n * 1e3
+
+    def timed(fn: Any, sync: bool = True) -> float:
+        fn()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        if sync:
+            _sync(device)
+        ms = (time.perf_counter() - t0) / n * 1e3
+        _sync(device)
+        return ms
+
+    return {"synced": timed(lambda: sampler.on_device(batch)),
+            "host_launch": timed(lambda: sampler.on_device(batch), sync=False)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label:<34}{fit:>9.1f} img/s  {share:.0%} of the bare step, data wait {wait:.0%}"
                   f"{verdict}")
             if mode == "gpu":
+                ms = on_device_ms(trainer, sampler)
                 print(f"    on_device (jitter, gray, blur, flip, normalise) per batch: "
-                      f"{on_device_ms(trainer, sampler):.1f} ms")
+                      f"{ms['synced']:.1f} ms (host launch alone {ms['host_launch']:.1f} ms)")
             del trainer, sampler
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()

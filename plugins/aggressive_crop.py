@@ -139,12 +139,29 @@ def build_transform(p: AggressiveCropParams) -> transforms.Compose:
     ])
 
 
+def class_indices(records: Sequence[ImageRecord]) -> list[int] | None:
+    """Each record's class as its index among the sorted labels, or None unless every
+    record has a label (what the `supervised` objective trains on)."""
+    labels = [r.label for r in records]
+    if not labels or any(label is None for label in labels):
+        return None
+    index = {name: i for i, name in enumerate(sorted({str(x) for x in labels}))}
+    return [index[str(x)] for x in labels]
+
+
 class CropPairs(torch.utils.data.Dataset):
-    """Items `{"query", "key", "index"}`: two independent views of record `index`."""
+    """Items `{"query", "key", "index"}`: two independent views of record `index`, plus
+    `"label"` (its class index, see `class_indices`) when every record has a label."""
 
     def __init__(self, records: Sequence[ImageRecord], transform: transforms.Compose) -> None:
         self.records = list(records)
         self.transform = transform
+        self.labels = class_indices(self.records)
+
+    def _with_label(self, item: dict[str, Any], index: int) -> dict[str, Any]:
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
 
     def __len__(self) -> int:
         return len(self.records)
@@ -155,7 +172,7 @@ class CropPairs(torch.utils.data.Dataset):
         img = crop_box(load_rgb(record.path), record.box, record.path, mode="clip")
         query: Tensor = self.transform(img)
         key: Tensor = self.transform(img)
-        return {"query": query, "key": key, "index": index}
+        return self._with_label({"query": query, "key": key, "index": index}, index)
 
 
 class CropViews(CropPairs):
@@ -178,8 +195,8 @@ class CropViews(CropPairs):
         img = crop_box(load_rgb(record.path), record.box, record.path, mode="clip")
         query, query_params = self.view(img)
         key, key_params = self.view(img)
-        return {"query": query, "key": key, "query_params": query_params,
-                "key_params": key_params, "index": index}
+        return self._with_label({"query": query, "key": key, "query_params": query_params,
+                                 "key_params": key_params, "index": index}, index)
 
 
 class AggressiveCrop(PairSampler):

@@ -74,14 +74,29 @@ def _per_sample(f: Tensor) -> Tensor:
     return f.view(-1, 1, 1, 1)
 
 
+# Each op is written in as few kernels as it takes: on a GPU the batch's ops are cheap to
+# run and costly to launch (the host launching them is what keeps the device waiting).
+
+_WEIGHTS: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
+
+def _gray_weights(x: Tensor) -> Tensor:
+    """GRAY_WEIGHTS as a (3,) tensor on x's device, made once per device and dtype."""
+    key = (x.device, x.dtype)
+    if key not in _WEIGHTS:
+        _WEIGHTS[key] = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
+    return _WEIGHTS[key]
+
+
 def gray(x: Tensor) -> Tensor:
-    r, g, b = x.unbind(1)
-    return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
+    """(N, 1, H, W) grey image (a weighted sum, not a 1x1 convolution, which CUDA may run in
+    TF32)."""
+    return (x * _gray_weights(x).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def _blend(x: Tensor, other: Tensor, f: Tensor) -> Tensor:
-    f = _per_sample(f)
-    return (f * x + (1.0 - f) * other).clamp_(0.0, 1.0)
+    """torchvision's `f * x + (1 - f) * other`, clamped, as one lerp."""
+    return torch.lerp(other, x, _per_sample(f)).clamp_(0.0, 1.0)
 
 
 def adjust_brightness(x: Tensor, f: Tensor) -> Tensor:
@@ -89,7 +104,9 @@ def adjust_brightness(x: Tensor, f: Tensor) -> Tensor:
 
 
 def adjust_contrast(x: Tensor, f: Tensor) -> Tensor:
-    return _blend(x, gray(x).mean(dim=(1, 2, 3), keepdim=True), f)
+    # the mean of the grey image is the grey of the channel means (both are linear)
+    mean = x.mean(dim=(2, 3)) @ _gray_weights(x)
+    return _blend(x, _per_sample(mean), f)
 
 
 def adjust_saturation(x: Tensor, f: Tensor) -> Tensor:
@@ -129,15 +146,14 @@ def box_radius(sigma: float, passes: int = BOX_PASSES) -> float:
 def box_kernels(sigmas: np.ndarray) -> np.ndarray:
     """One box pass per sigma as (n, taps) weights, all centred on the same odd width: PIL's
     extended box (weight 1 inside radius l, the fraction at l + 1, normalised by 2r + 1)."""
-    radii = [box_radius(float(s)) for s in sigmas]
-    half = max((math.floor(r) for r in radii), default=0) + 1
-    k = np.zeros((len(radii), 2 * half + 1), np.float32)
-    for row, r in zip(k, radii, strict=True):
-        lo = math.floor(r)
-        row[half - lo:half + lo + 1] = 1.0
-        row[half - lo - 1] = row[half + lo + 1] = r - lo
-        row /= 2.0 * r + 1.0
-    return k
+    s2 = np.asarray(sigmas, np.float64) ** 2 / BOX_PASSES  # box_radius, for every sigma at once
+    lo = np.floor((np.sqrt(12.0 * s2 + 1.0) - 1.0) / 2.0)
+    radii = lo + (2 * lo + 1) * (lo * (lo + 1) - 3.0 * s2) / (6.0 * (s2 - (lo + 1) ** 2))
+    lo = np.floor(radii)
+    half = int(lo.max(initial=0)) + 1
+    dist = np.abs(np.arange(-half, half + 1))[None, :]
+    k = np.where(dist <= lo[:, None], 1.0, np.where(dist == lo[:, None] + 1, (radii - lo)[:, None], 0.0))
+    return (k / (2.0 * radii[:, None] + 1.0)).astype(np.float32)
 
 
 def box_blur(x: Tensor, kernels: Tensor) -> Tensor:

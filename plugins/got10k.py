@@ -11,6 +11,10 @@ Layout of a split folder (what `list.txt` sits in)::
         cut_by_image.label        one 0/1 a line (1: box extends past the image border)
         meta_info.ini             `[METAINFO]` then `key: value` lines (object_class, ...)
 
+The dataset is also a `VideoDataset`: `videos()` gives each sequence folder as a video of
+its frame images, groundtruth.txt as the main track ("1", NaN where absence.label says 1).
+`records()` (one record per frame, what the occlusion probe reads) is unchanged by that.
+
 The probe reproduces the authors' released code (extract_GOT10k_features.py): one
 random frame per distinct cover level, numpy seed 1992, sequences whose cover levels
 span fewer than 4 are dropped.
@@ -18,6 +22,7 @@ span fewer than 4 are dropped.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections import Counter
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import AliasChoices, Field, model_validator
 
 from ssl_core import (
     ComponentError,
@@ -38,12 +44,20 @@ from ssl_core import (
     ProbeItem,
     ProbeSet,
     Register,
+    Track,
+    VideoDataset,
+    VideoRecord,
     hookimpl,
+    xywh_to_xyxy,
 )
 
 SPLITS = ("train", "val")
 _BOX_SEP = re.compile(r"[,\s]+")
 _RESOLUTION = re.compile(r"(\d+)\D+(\d+)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_FRAME_NAME = re.compile(r"^(\d{8})\.jpg$", re.IGNORECASE)
+#: the track id of the annotated object in `videos()`
+MAIN_TRACK = "1"
 
 
 # -- parsing one sequence ---------------------------------------------------------------
@@ -253,11 +267,59 @@ def find_split_dir(root: Path, split: str) -> Path:
 class Got10kParams(Params):
     root: Path
     split: Literal["train", "val"] = "train"
-    bad_sequences: Literal["error", "skip"] = "error"
+    bad_sequences: Literal["error", "skip"] = Field(
+        "error", validation_alias=AliasChoices("bad_sequences", "on_bad_video"),
+        description="`skip`: leave out (and count) missing or malformed sequences; "
+                    "`on_bad_video`, the other video datasets' name, is accepted too")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "bad_sequences" in data and "on_bad_video" in data:
+            raise ValueError("give bad_sequences or on_bad_video (the same setting), not both")
+        return data
 
 
-class Got10kDataset(Dataset):
-    """GOT-10k train/val split read in place: one record per frame, grouped by sequence."""
+def parse_fps(value: str | None) -> float | None:
+    """meta_info.ini's `anno_fps: 10Hz` -> 10.0; None when absent or unparsable."""
+    m = _NUMBER.search(value or "")
+    return float(m.group(0)) if m else None
+
+
+def sequence_frames(seq: Got10kSequence) -> tuple[Path, ...]:
+    """The frame paths 00000001.jpg ... of a sequence, checked against its groundtruth.txt."""
+    try:
+        with os.scandir(seq.folder) as entries:
+            present = {int(m.group(1)) for e in entries if (m := _FRAME_NAME.match(e.name))}
+    except OSError as exc:
+        raise DataError(f"cannot list sequence folder {seq.folder}: {exc.strerror or exc}",
+                        "check its permissions, or use bad_sequences: skip") from None
+    expected = set(range(1, seq.num_frames + 1))
+    if present != expected:
+        missing, extra = sorted(expected - present), sorted(present - expected)
+        what = (f"is missing frame {missing[0]:08d}.jpg" if missing
+                else f"has frame {extra[0]:08d}.jpg beyond the last box")
+        raise DataError(f"sequence folder {seq.folder} {what} ({len(present)} frames, "
+                        f"groundtruth.txt has {seq.num_frames} boxes)",
+                        "re-extract the sequence, or use bad_sequences: skip")
+    return tuple(seq.frame_path(i) for i in range(seq.num_frames))
+
+
+def sequence_video(seq: Got10kSequence) -> VideoRecord:
+    """A sequence as a video of its frame images; the box is NaN where the target is absent."""
+    boxes = xywh_to_xyxy(seq.boxes)
+    if seq.absence is not None:
+        boxes[seq.absence == 1] = np.nan
+    return VideoRecord(name=seq.name, source=seq.folder, num_frames=seq.num_frames,
+                       frames=sequence_frames(seq),
+                       tracks={MAIN_TRACK: Track(boxes, seq.object_class)}, main_track=MAIN_TRACK,
+                       fps=parse_fps(seq.info.get("anno_fps")), label=seq.object_class,
+                       meta={"cover": seq.cover, "image_size": seq.image_size})
+
+
+class Got10kDataset(VideoDataset):
+    """GOT-10k train/val split read in place: one record per frame, grouped by sequence;
+    `videos()` gives the same sequences as videos of frame images."""
 
     subsets: ClassVar[tuple[str, ...]] = ("all",)
 
@@ -269,6 +331,8 @@ class Got10kDataset(Dataset):
         self._split_dir: Path | None = None
         #: sequence name -> why it was skipped (bad_sequences: skip)
         self.skipped: dict[str, str] = {}
+        self._videos: list[VideoRecord] | None = None
+        self._video_skipped: int = 0
 
     @property
     def root(self) -> Path:  # type: ignore[override]
@@ -323,6 +387,31 @@ class Got10kDataset(Dataset):
         if subset not in (None, "all"):
             raise ComponentError(f"got10k has no subset {subset!r}", "use 'all' (or leave it out)")
         return [seq.record(i) for seq in self.iter_sequences() for i in range(seq.num_frames)]
+
+    def videos(self, subset: str | None = None) -> list[VideoRecord]:
+        """Each sequence as a video (list.txt order); its frame files are checked against
+        groundtruth.txt, so a partly extracted sequence fails (or is skipped) here."""
+        if subset not in (None, "all"):
+            raise ComponentError(f"got10k has no subset {subset!r}", "use 'all' (or leave it out)")
+        if self._videos is None:
+            videos = []
+            for seq in self.iter_sequences():
+                try:
+                    videos.append(sequence_video(seq))
+                except DataError as exc:
+                    if self.bad_sequences == "error":
+                        raise
+                    self.skipped[seq.name] = exc.message
+            if not videos:
+                raise DataError(f"no readable GOT-10k sequence in {self.root} "
+                                f"({len(self.skipped)} skipped)",
+                                "check the split folder and its sequence folders")
+            self._videos, self._video_skipped = videos, len(self.skipped)
+        return self._videos
+
+    def stats(self) -> dict[str, int]:
+        videos = self.videos()
+        return {"videos": len(videos), "skipped_bad_videos": self._video_skipped}
 
 
 # -- the occlusion probe ------------------------------------------------------------------

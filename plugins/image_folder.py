@@ -3,14 +3,21 @@
 `root` may be a split folder itself (subset "all") or a folder that holds `train/`
 (and optionally `val/`), giving subsets "train" and "val". Pixels are not read here:
 whoever loads an image reports it if it is unreadable.
+
+`fraction` keeps a seeded, class-balanced share of every subset (the paper's "ImageNet
+10%"): round(fraction * n) images of each class of n, at least one, the same on every
+machine for a `fraction_seed`.
 """
 
 from __future__ import annotations
 
+import math
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import field_validator
+import numpy as np
+from pydantic import Field, field_validator
 
 from ssl_core import DataError, Dataset, ImageRecord, Params, Register, hookimpl
 
@@ -20,6 +27,9 @@ DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", "
 class ImageFolderParams(Params):
     root: Path
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    fraction: float | None = Field(None, gt=0, le=1,
+                                   description="keep this share of each class (seeded); None keeps all")
+    fraction_seed: int = Field(0, ge=0, description="seed of the `fraction` draw")
 
     @field_validator("extensions")
     @classmethod
@@ -28,6 +38,17 @@ class ImageFolderParams(Params):
         if not out:
             raise ValueError("give at least one file extension, e.g. ['.jpg', '.png']")
         return out
+
+
+def fraction_of(images: list[Path], label: str, fraction: float, seed: int) -> list[Path]:
+    """round(fraction * n) (half up, at least 1) of one class's sorted images, drawn by a
+    permutation from numpy's default_rng([seed, crc32(label)]) and kept in sorted order:
+    platform-independent, and a class's draw does not depend on the other classes."""
+    n = len(images)
+    keep = min(n, max(1, math.floor(fraction * n + 0.5)))
+    rng = np.random.default_rng([int(seed), zlib.crc32(label.encode())])
+    chosen = np.sort(rng.permutation(n)[:keep])
+    return [images[i] for i in chosen]
 
 
 class ImageFolder(Dataset):
@@ -73,11 +94,12 @@ class ImageFolder(Dataset):
                             "an image folder holds one sub-folder per class: "
                             f"{folder}/<class>/<image>{self.params.extensions[0]}")
         exts = set(self.params.extensions)
-        out = []
+        out: list[ImageRecord] = []
         for cls in classes:
-            for path in sorted(cls.iterdir()):
-                if path.is_file() and path.suffix.lower() in exts:
-                    out.append(ImageRecord(path=path, label=cls.name, group=path.stem))
+            images = [p for p in sorted(cls.iterdir()) if p.is_file() and p.suffix.lower() in exts]
+            if self.params.fraction is not None and images:
+                images = fraction_of(images, cls.name, self.params.fraction, self.params.fraction_seed)
+            out.extend(ImageRecord(path=path, label=cls.name, group=path.stem) for path in images)
         if not out:
             raise DataError(f"no images with extensions {', '.join(self.params.extensions)} "
                             f"in the class folders of {folder}",

@@ -77,6 +77,24 @@ def concat_all_gather(x: Tensor) -> Tensor:
     return torch.cat(gathered, dim=0)
 
 
+def info_nce(q_out: Tensor, k_out: Tensor, queue: Tensor, temperature: float
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """MoCo's InfoNCE row by row, in float32 even under autocast: logits = [q.k+, q.queue] / T
+    with label 0. Returns each row's loss, whether its positive got the top logit, and the
+    normalised keys (what gets enqueued). Shared with objectives built on MoCo (region-moco)."""
+    with torch.autocast(device_type=q_out.device.type, enabled=False):
+        q = F.normalize(q_out.float(), dim=1)
+        k = F.normalize(k_out.detach().float(), dim=1)
+        l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)
+        l_neg = torch.einsum("nc,ck->nk", q, queue.clone().detach().float())
+        logits = torch.cat([l_pos, l_neg], dim=1) / temperature
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        losses = F.cross_entropy(logits, labels, reduction="none")
+    with torch.no_grad():
+        correct = logits.argmax(dim=1) == 0
+    return losses, correct, k
+
+
 def nearest_queue_sizes(queue_size: int, batch_size: int) -> list[int]:
     """The multiples of `batch_size` closest to `queue_size` (below and above)."""
     lower = (queue_size // batch_size) * batch_size
@@ -223,16 +241,10 @@ class MocoQueue(ContrastiveObjective):
             if shuffle:
                 k_out = self._batch_unshuffle_ddp(k_out, idx_unshuffle)
         # Normalisation, logits and loss in float32 even under autocast.
-        with torch.autocast(device_type=q_out.device.type, enabled=False):
-            q = F.normalize(q_out.float(), dim=1)
-            k = F.normalize(k_out.detach().float(), dim=1)
-            l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)
-            l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach().float())
-            logits = torch.cat([l_pos, l_neg], dim=1) / self.T
-            labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-            loss = F.cross_entropy(logits, labels)
+        losses, correct, k = info_nce(q_out, k_out, self.queue, self.T)
+        loss = losses.mean()
         with torch.no_grad():
-            acc1 = (logits.argmax(dim=1) == 0).float().mean() * 100.0
+            acc1 = correct.float().mean() * 100.0
         self._dequeue_and_enqueue(k)
         # tensors, not floats: the trainer reads them back only when it logs
         return ObjectiveOutput(loss=loss, metrics={"acc1": acc1.detach()})

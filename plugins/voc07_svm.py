@@ -208,9 +208,10 @@ class Voc07Svm(Evaluator):
                       for c in range(len(classes))},
             "costs": list(p.costs),
             "unscored_classes": [classes[c] for c in range(len(classes)) if c not in scored],
+            "scored_classes": len(scored),
             "train_rows": len(train_records), "test_rows": len(test_records),
         }
-        metrics = {"mAP": float(np.mean(ap[scored])), "classes": float(len(scored))}
+        metrics = {"mAP": float(np.mean(ap[scored]))}
         return EvaluationResult(metrics=metrics, details=details)
 
 

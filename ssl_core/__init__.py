@@ -41,11 +41,30 @@ _EXPORTS: dict[str, str] = {
     "ProbeItem": "ssl_core.interfaces",
     "ProbeSet": "ssl_core.interfaces",
     "cache_dir": "ssl_core.paths",
+    "progress_bar": "ssl_core.progress",
     "ensure_fits": "ssl_core.memory",
     "Params": "ssl_core.registry",
+    "Track": "ssl_core.video",
+    "VideoDataset": "ssl_core.video",
+    "VideoRecord": "ssl_core.video",
+    "VIDEO_SUFFIXES": "ssl_core.video",
+    "bad_video": "ssl_core.video",
+    "inspect_video": "ssl_core.video",
+    "read_frames": "ssl_core.video",
+    "read_tracks_sidecar": "ssl_core.video",
+    "xywh_to_xyxy": "ssl_core.video",
 }
 
 __all__ = [
+    "Track",
+    "VideoDataset",
+    "VideoRecord",
+    "VIDEO_SUFFIXES",
+    "bad_video",
+    "inspect_video",
+    "read_frames",
+    "read_tracks_sidecar",
+    "xywh_to_xyxy",
     "CheckpointError",
     "CheckpointFormat",
     "ComponentError",
@@ -71,6 +90,7 @@ __all__ = [
     "Register",
     "SslcError",
     "cache_dir",
+    "progress_bar",
     "crop_box",
     "ensure_fits",
     "hookimpl",
@@ -123,4 +143,16 @@ if TYPE_CHECKING:
     )
     from ssl_core.memory import ensure_fits
     from ssl_core.paths import cache_dir
+    from ssl_core.progress import progress_bar
     from ssl_core.registry import Params
+    from ssl_core.video import (
+        VIDEO_SUFFIXES,
+        Track,
+        VideoDataset,
+        VideoRecord,
+        bad_video,
+        inspect_video,
+        read_frames,
+        read_tracks_sidecar,
+        xywh_to_xyxy,
+    )

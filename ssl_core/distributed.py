@@ -10,6 +10,7 @@ answers for a single process: rank 0 of a world of 1, the objective not wrapped.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,7 +132,10 @@ def init(device: torch.device) -> torch.device:
     device = _rank_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    # rank 0 alone probes between models (`probe_every`) while the others wait in a
+    # collective: the default 10-minute timeout would end a run with a long probe
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://",
+                            timeout=datetime.timedelta(hours=6))
     return device
 
 

@@ -1,9 +1,10 @@
 """Evaluating an encoder downstream: the one path `sslc evaluate` and recipes share.
 
-An evaluator never touches the encoder: it asks for the pooled features of the images
-it needs through a `FeatureFn` bound to one encoder. Features come from the same cache
-as the probes', keyed by the encoder's weights, the images (paths, boxes, file stats)
-and their preprocessing, so evaluators (and probes) reading the same images share them.
+An evaluator never touches the encoder: it asks for the pooled features (or, naming a
+`Preprocessing.layer`, the feature maps) of the images it needs through a `FeatureFn`
+bound to one encoder. Features come from the same cache as the probes', keyed by the
+encoder's weights, the images (paths, boxes, file stats) and their preprocessing (layer
+included), so evaluators (and probes) reading the same images share them.
 """
 
 from __future__ import annotations
@@ -157,22 +158,33 @@ def evaluate(
         "metrics": metrics,
         "details": _plain(result.details),
         "encoder_id": ident,
-        "features": [{"name": u.name, "rows": int(u.features.shape[0]),
-                      "feature_dim": int(u.features.shape[1]), "cache": u.cache,
-                      "image_size": list(u.preprocessing.image_size),
-                      "resize": u.preprocessing.resize} for u in featurize.used],
+        "features": [_features_entry(u) for u in featurize.used],
     }
     return row, featurize.used
 
 
+def _features_entry(u: UsedFeatures) -> dict[str, Any]:
+    """One feature set's line in a result; maps add their layer and C x h x w shape."""
+    entry: dict[str, Any] = {"name": u.name, "rows": int(u.features.shape[0]),
+                             "feature_dim": int(u.features.shape[1]), "cache": u.cache,
+                             "image_size": list(u.preprocessing.image_size),
+                             "resize": u.preprocessing.resize}
+    if u.preprocessing.layer != "pooled":
+        entry.update(layer=u.preprocessing.layer, shape=[int(d) for d in u.features.shape[1:]],
+                     dtype=str(u.features.dtype))
+    return entry
+
+
 def save_features(path: Path, used: Sequence[UsedFeatures]) -> Path:
     """Write the features an evaluation used as one `.npz` (no pickle): per feature set
-    NAME, `NAME.feat` (N x D float32), `NAME.paths`, `NAME.boxes` (N x 4, NaN = whole
-    image) and `NAME.labels` (the record's label, '' where it has none)."""
+    NAME, `NAME.feat` (N x D float32; feature maps N x C x h x w, float16 when asked so),
+    `NAME.paths`, `NAME.boxes` (N x 4, NaN = whole image) and `NAME.labels` (the record's
+    label, '' where it has none)."""
     arrays: dict[str, np.ndarray] = {}
     for u in used:
         paths, boxes = rows_metadata(u.records)
-        arrays[f"{u.name}.feat"] = np.ascontiguousarray(u.features, dtype=np.float32)
+        keep = np.float16 if u.features.dtype == np.float16 else np.float32
+        arrays[f"{u.name}.feat"] = np.ascontiguousarray(u.features, dtype=keep)
         arrays[f"{u.name}.paths"] = np.asarray(paths, dtype=str)
         arrays[f"{u.name}.boxes"] = boxes
         arrays[f"{u.name}.labels"] = np.asarray([r.label or "" for r in u.records], dtype=str)

@@ -1,7 +1,8 @@
 """Feature extraction for invariance probes and downstream evaluators, with an on-disk cache.
 
 Features are the encoder's globally pooled pre-FC activations for every row of a
-ProbeSet (or of any list of ImageRecords an evaluator asks for: `ImageRows`), computed
+ProbeSet (or of any list of ImageRecords an evaluator asks for: `ImageRows`; those may
+ask for one of the encoder's feature maps instead, `Preprocessing.layer`), computed
 with the authors' preprocessing (crop the box, Resize, ToTensor, ImageNet Normalize;
 evaluators may ask for resize-shorter-side + center crop instead). Extraction dominates
 the cost of probing and evaluating, so results are cached under a key that covers
@@ -29,7 +30,7 @@ from torchvision import transforms as T
 
 from ssl_core import progress as sslc_progress
 from ssl_core.atomic import atomic_path
-from ssl_core.errors import DataError
+from ssl_core.errors import ComponentError, DataError
 from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
 from ssl_core.interfaces import Encoder, ImageRecord, Preprocessing, ProbeSet
 from ssl_core.memory import ensure_fits
@@ -137,6 +138,37 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+#: `Preprocessing.dtype` -> the array dtype features are returned and cached as
+FEATURE_DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
+
+
+def _feature_dtype(pre: Preprocessing) -> type[np.floating[Any]]:
+    try:
+        return FEATURE_DTYPES[pre.dtype]
+    except KeyError:
+        raise ComponentError(f"unknown feature dtype {pre.dtype!r}",
+                             f"use one of {', '.join(FEATURE_DTYPES)}") from None
+
+
+def feature_map(encoder: Encoder | torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """The `layer` entry of `encoder.feature_maps(x)`, checked to be a 4-D map."""
+    maps_fn = getattr(encoder, "feature_maps", None)
+    if maps_fn is None:
+        raise ComponentError(f"encoder {type(encoder).__name__} has no feature_maps(); cannot "
+                             f"give its {layer!r} maps", "use an sslc Encoder (e.g. resnet50)")
+    maps = maps_fn(x)
+    if layer not in maps:
+        raise ComponentError(f"encoder {type(encoder).__name__} has no feature map {layer!r}",
+                             f"set the evaluator's `layer` to one of: {', '.join(maps)}")
+    out = maps[layer]
+    if out.dim() != 4:
+        spatial = [k for k, v in maps.items() if v.dim() == 4]
+        raise ComponentError(f"encoder {type(encoder).__name__}'s {layer!r} output has shape "
+                             f"{tuple(out.shape)}, not N x C x h x w",
+                             f"pick a spatial map: {', '.join(spatial) or '(none)'}")
+    return out
+
+
 @contextmanager
 def tf32(allowed: bool) -> Iterator[None]:
     """Switch TF32 convolutions and matmuls on or off, restoring the previous setting.
@@ -165,7 +197,9 @@ def extract_features(
     description: str | None = None,
     allow_tf32: bool = False,
 ) -> np.ndarray:
-    """Pooled features (N x D float32) of every row of a ProbeSet or ImageRows, in row order.
+    """Pooled features (N x D float32) of every row of a ProbeSet or ImageRows, in row order;
+    for ImageRows whose preprocessing names a `layer`, that feature map (N x C x h x w),
+    and in the preprocessing's `dtype`.
 
     The encoder runs in eval mode under inference_mode, in full fp32 unless
     `allow_tf32`; its training flag and device are restored afterwards so callers can
@@ -177,11 +211,13 @@ def extract_features(
     if len(images) == 0:
         raise DataError(f"{label} has no images",
                         "check the dataset root and the dataset type")
-    dim = int(getattr(encoder, "feature_dim", 0) or 0)
-    # the batches and their concatenation are alive together at the end
-    ensure_fits(2 * 4 * dim * len(images),
-                f"the features of {label} ({len(images)} rows x {dim})",
-                "use a smaller dataset, or an encoder with fewer feature dimensions")
+    pre = _source_preprocessing(probe_set)
+    layer, dtype = pre.layer, _feature_dtype(pre)
+    if layer == "pooled":
+        dim = int(getattr(encoder, "feature_dim", 0) or 0)
+        ensure_fits(np.dtype(dtype).itemsize * dim * len(images),
+                    f"the features of {label} ({len(images)} rows x {dim})",
+                    "use a smaller dataset, or an encoder with fewer feature dimensions")
     dev = torch.device(device) if device is not None else default_device()
     loader = DataLoader(
         _LoaderItems(images),
@@ -195,7 +231,8 @@ def extract_features(
     first = next(iter(encoder.parameters()), None)
     old_device = first.device if first is not None else dev
     encoder.eval().to(dev)
-    chunks: list[np.ndarray] = []
+    result: np.ndarray | None = None  # allocated once the first batch gives the row shape
+    filled = 0
     bar: Any = (nullcontext(progress) if isinstance(progress, Progress)
                 else sslc_progress.progress_bar() if progress else nullcontext(None))
     try:
@@ -209,14 +246,39 @@ def extract_features(
                 for msg, hint in zip(messages, hints, strict=True):
                     if msg:
                         raise DataError(msg, hint or None)
-                out = encoder(batch.to(dev, non_blocking=True))
-                chunks.append(out.flatten(1).float().cpu().numpy())
+                x = batch.to(dev, non_blocking=True)
+                out = (encoder(x).flatten(1) if layer == "pooled"
+                       else feature_map(encoder, x, layer))
+                arr = out.float().cpu().numpy()
+                if result is None:
+                    result = _allocate(len(images), arr.shape[1:], dtype, label, layer)
+                chunk = result[filled:filled + len(arr)]
+                chunk[...] = arr
+                if dtype is np.float16 and not np.isfinite(chunk).all() and np.isfinite(arr).all():
+                    raise ComponentError(f"the {layer} features of {label} exceed the float16 "
+                                         "range (|x| > 65504)", "ask for dtype float32")
+                filled += len(arr)
                 if prog is not None and task is not None:
                     prog.advance(task, len(batch))
     finally:
         encoder.train(was_training)
         encoder.to(old_device)
-    return np.ascontiguousarray(np.concatenate(chunks, axis=0), dtype=np.float32)
+    assert result is not None and filled == len(result)
+    return result
+
+
+def _allocate(rows: int, shape: Sequence[int], dtype: type[np.floating[Any]], label: str,
+              layer: str) -> np.ndarray:
+    """The output array; feature maps are checked against the free memory first (their
+    size is known only once the encoder has run on one batch)."""
+    if layer != "pooled":
+        dims = " x ".join(str(int(d)) for d in shape)
+        ensure_fits(int(np.dtype(dtype).itemsize * rows * int(np.prod(shape))),
+                    f"the {layer} feature maps of {label} ({rows} rows x {dims}, "
+                    f"{np.dtype(dtype).name})",
+                    "lower the evaluator's image_size, pick an earlier `layer` or dtype "
+                    "float16, or evaluate fewer images")
+    return np.empty((rows, *shape), dtype=dtype)
 
 
 # -- cache --------------------------------------------------------------------------------
@@ -257,16 +319,25 @@ def images_fingerprint(records: Sequence[ImageRecord]) -> str:
 def rows_key_parts(encoder_id: str, rows: ImageRows, encoder: torch.nn.Module | None = None,
                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                    allow_tf32: bool = False) -> dict[str, Any]:
-    """Everything the features of `rows` depend on, as a JSON-able mapping."""
+    """Everything the features of `rows` depend on, as a JSON-able mapping.
+
+    `layer` and `dtype` enter only when they differ from pooled float32, so the keys of
+    pooled features (and the caches written before maps existed) stay as they were."""
     pre = rows.preprocessing
+    preprocess: dict[str, Any] = {"image_size": list(pre.image_size), "resize": pre.resize,
+                                  "mean": list(mean), "std": list(std),
+                                  "version": PREPROCESS_VERSION}
+    if pre.layer != "pooled":
+        preprocess["layer"] = pre.layer
+    if pre.dtype != "float32":
+        preprocess["dtype"] = pre.dtype
     return {
         "precision": "tf32" if allow_tf32 else "fp32",
         "encoder_id": encoder_id,
         "encoder_class": None if encoder is None else f"{type(encoder).__module__}.{type(encoder).__qualname__}",
         "rows": len(rows.records),
         "images": images_fingerprint(rows.records),
-        "preprocess": {"image_size": list(pre.image_size), "resize": pre.resize, "mean": list(mean),
-                       "std": list(std), "version": PREPROCESS_VERSION},
+        "preprocess": preprocess,
     }
 
 
@@ -337,15 +408,17 @@ class FeatureCache:
         return path
 
     def get_or_compute(self, key_parts: Mapping[str, Any] | Sequence[Any] | str,
-                       compute_fn: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached matrix for `key_parts`, or compute_fn()'s result, stored for next time."""
+                       compute_fn: Callable[[], np.ndarray],
+                       dtype: type[np.floating[Any]] = np.float32) -> np.ndarray:
+        """The cached array for `key_parts`, or compute_fn()'s result (as `dtype`), stored
+        for next time."""
         key = self.key(key_parts)
         cached = self.load(key)
         if cached is not None:
             self.hits += 1
             return cached
         self.misses += 1
-        features = np.ascontiguousarray(compute_fn(), dtype=np.float32)
+        features = np.ascontiguousarray(compute_fn(), dtype=dtype)
         self.store(key, features, key_parts)
         return features
 
@@ -372,7 +445,9 @@ def features_for(
     parts = (feature_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on)
              if isinstance(probe_set, ProbeSet)
              else rows_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on))
-    return store.get_or_compute(parts, lambda: extract_features(encoder, probe_set, **extract_kwargs))
+    dtype = _feature_dtype(_source_preprocessing(probe_set))
+    return store.get_or_compute(parts, lambda: extract_features(encoder, probe_set, **extract_kwargs),
+                                dtype)
 
 
 def rows_metadata(source: FeatureSource | Sequence[ImageRecord]) -> tuple[list[str], np.ndarray]:

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -88,6 +88,18 @@ class PairSampler(ABC):
         it after moving each batch there. The default leaves the batch as it is."""
         return batch
 
+    #: True when the sampler needs a frozen encoder (e.g. to track regions by their
+    #: features): the train section's `sampler_encoder` names the recipe model to use
+    wants_encoder: ClassVar[bool] = False
+
+    def use_encoder(self, encoder: Encoder, encoder_id: str) -> None:  # noqa: B027
+        """Receive the frozen encoder named by `sampler_encoder` before `pairs()` is called;
+        `encoder_id` identifies its weights (for caches keyed on them)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Numbers the run's train result should keep (e.g. track quality), after `pairs()`."""
+        return {}
+
 
 @dataclass
 class ObjectiveOutput:
@@ -154,20 +166,27 @@ class InvarianceProbe(ABC):
 @dataclass(frozen=True)
 class Preprocessing:
     """How an evaluator wants its images turned into network inputs (ImageNet
-    normalisation follows). Part of the feature cache key.
+    normalisation follows), and which of the encoder's outputs it wants back. Part of the
+    feature cache key.
 
     `image_size` is the (height, width) the network sees. `resize` None resizes straight
     to it (FAIR's VOC07 SVM benchmark: 224 x 224); an int resizes the shorter side to
     `resize` and crops the centre `image_size` (MoCo's linear-evaluation val: 256, 224).
+    `layer` names the `Encoder.feature_maps(x)` entry returned: "pooled" (N x D, what
+    `forward` gives) or a spatial map such as "layer3" / "layer4" (N x C x h x w, for
+    dense tasks like segmentation). `dtype` "float16" halves the memory and cache of maps.
     """
 
     image_size: tuple[int, int]
     resize: int | None = None
+    layer: str = "pooled"
+    dtype: Literal["float32", "float16"] = "float32"
 
 
 #: `features(name, records, preprocessing)`: the frozen encoder's pooled features
-#: (N x D float32) of `records`, in order; extracted once per (encoder, images,
-#: preprocessing) and shared through the feature cache. `name` labels progress only.
+#: (N x D) or, with `preprocessing.layer`, feature maps (N x C x h x w) of `records`, in
+#: order, as `preprocessing.dtype`; extracted once per (encoder, images, preprocessing)
+#: and shared through the feature cache. `name` labels progress only.
 FeatureFn = Callable[[str, Sequence[ImageRecord], Preprocessing], np.ndarray]
 
 
@@ -181,7 +200,8 @@ class EvaluationResult:
 
 
 class Evaluator(ABC):
-    """A downstream task on a frozen encoder, working on its (cached) pooled features."""
+    """A downstream task on a frozen encoder, working on its (cached) pooled features or
+    feature maps."""
 
     #: the dataset plugin read when an evaluation names no `datasets` entry
     dataset_type: ClassVar[str] = ""

@@ -53,6 +53,11 @@ class TrainConfig(Strict):
                                                  "bar, divergence check")
     channels_last: bool | None = Field(None, description="NHWC memory format for model and "
                                        "batches; null (auto) = on with mixed precision on CUDA")
+    probe_every: int | None = Field(None, ge=1, description="probe the encoder on the recipe's "
+                                    "probes after every N-th epoch and the last (RIS over training)")
+    sampler_encoder: str | None = Field(
+        None, description="name of a model in this recipe whose frozen encoder the pair sampler "
+                          "uses (e.g. a region tracker matching regions by their features)")
 
 
 class CheckpointRef(Strict):
@@ -277,6 +282,7 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
                     f"{describe_path(('models', name, 'train', 'dataset'), lines)}: no dataset named {t.dataset!r}",
                     f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
             check("pair-sampler", t.pair_sampler, "models", name, "train", "pair_sampler")
+            _check_sampler_encoder(recipe, name, lines)
             check("objective", t.objective, "models", name, "train", "objective")
     for name, probe in recipe.probes.items():
         probe_ds = probe.get("dataset")
@@ -291,6 +297,25 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
                     f"{describe_path(('evaluations', name, key), lines)}: no dataset named {ev.get(key)!r}",
                     f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
         check("evaluator", ev, "evaluations", name, drop=tuple(RECIPE_KEYS["evaluator"]))
+
+
+def _check_sampler_encoder(recipe: Recipe, name: str,
+                           lines: Mapping[tuple[str, ...], Location]) -> None:
+    """`sampler_encoder` names another model, and following the names never loops."""
+    where = describe_path(("models", name, "train", "sampler_encoder"), lines)
+    seen = [name]
+    ref = recipe.models[name].train.sampler_encoder  # type: ignore[union-attr]
+    while ref is not None:
+        if ref not in recipe.models:
+            raise RecipeError(f"{where}: no model named {ref!r}",
+                              f"models in this recipe: {', '.join(recipe.models)}")
+        if ref in seen:
+            raise RecipeError(f"{where}: models use each other's encoders in a loop "
+                              f"({' -> '.join([*seen, ref])})",
+                              "name a model that does not depend on this one")
+        seen.append(ref)
+        train = recipe.models[ref].train
+        ref = train.sampler_encoder if train is not None else None
 
 
 def _resolve_data_root(data_root: Path | None, lines: Mapping[tuple[str, ...], Location]) -> Path | None:

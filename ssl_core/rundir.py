@@ -21,7 +21,7 @@ OWNER_FILE = "run.json"
 PREVIOUS = "previous"
 #: what a run writes at the top of its directory (the lock file and `previous/` stay put)
 RUN_ENTRIES = ("recipe.resolved.yaml", "models", "probes", "evaluations", "report.md",
-               "report.json", OWNER_FILE)
+               "report.json", "plots", "run_info.json", OWNER_FILE)
 #: a multi-seed run's per-seed directories: `seed-0/`, `seed-1/`, ...
 SEED_DIR_PREFIX = "seed-"
 

@@ -10,6 +10,7 @@ probes, evaluates and reports while the other ranks, their part done, return.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,12 @@ import yaml
 
 from ssl_core import distributed
 from ssl_core.atomic import write_json, write_text
-from ssl_core.errors import SslcError
+from ssl_core.errors import RecipeError, SslcError
 from ssl_core.evaluation import evaluate as run_evaluation
 from ssl_core.evaluation import split_config
 from ssl_core.features import FeatureCache
 from ssl_core.fingerprint import fingerprint
-from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, ProbeSet
+from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, PairSampler, ProbeSet
 from ssl_core.locking import world_lock
 from ssl_core.paths import cache_dir
 from ssl_core.preflight import cache_usable
@@ -32,7 +33,8 @@ from ssl_core.probing import encoder_identity, measure, seeded_encoder
 from ssl_core.progress import console, is_quiet, progress_bar
 from ssl_core.recipe import LoadedRecipe, ModelConfig, resolved_dataset_config
 from ssl_core.registry import Registry
-from ssl_core.report import build_report
+from ssl_core.report import render_report
+from ssl_core.run_results import record_run
 from ssl_core.rundir import SEED_DIR_PREFIX
 from ssl_core.seeding import seed_everything
 from ssl_core.stages import STAGES
@@ -67,6 +69,15 @@ def _read_existing(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _dataset_stats(dataset: Dataset) -> dict[str, Any]:
+    """What a dataset counted while reading (videos skipped, ...): `stats()` of a video
+    dataset, or a `stats` mapping some image datasets keep."""
+    stats = getattr(dataset, "stats", None)
+    if callable(stats):
+        return dict(stats())
+    return dict(stats) if isinstance(stats, dict) else {}
 
 
 class Runner:
@@ -125,18 +136,22 @@ class Runner:
         if name not in self._datasets:
             cfg = self.resolved_config(self.recipe.datasets[name])
             ds = self.registry.create("dataset", cfg, where=f"datasets.{name}")
-            ds.prepare()
+            with progress_bar() as progress:  # e.g. inspecting a folder of videos
+                ds.prepare(progress=None if is_quiet() else progress)
             self._datasets[name] = ds
         return self._datasets[name]
 
     # -- train ------------------------------------------------------------------------------
     def _model_fingerprint(self, name: str, model: ModelConfig) -> str:
-        data = {}
+        data: dict[str, Any] = {}
         if model.train is not None:
             data = {"dataset": self.resolved_config(self.recipe.datasets[model.train.dataset]),
                     "world": self.recipe.world}
+            ref = model.train.sampler_encoder
+            if ref is not None:  # the sampler's encoder shapes the pairs: its recipe does too
+                data["sampler_encoder"] = self._model_fingerprint(ref, self.recipe.models[ref])
         # how fast the data comes and how often we log do not change the weights
-        speed_only = {"train": {"num_workers", "prefetch_factor", "log_every"}}
+        speed_only = {"train": {"num_workers", "prefetch_factor", "log_every", "probe_every"}}
         return fingerprint(model.model_dump(mode="json", exclude=speed_only), data)
 
     def _dir(self, seed: int | None) -> Path:
@@ -216,11 +231,18 @@ class Runner:
         objective = self.registry.create("objective", t.objective, where=f"models.{name}.train.objective")
         objective.bind(encoder)
         sampler = self.registry.create("pair-sampler", t.pair_sampler, where=f"models.{name}.train.pair_sampler")
-        pairs = sampler.pairs(self.dataset(t.dataset))
+        self._give_sampler_encoder(sampler, name, t.sampler_encoder, model.train.seed)
+        dataset = self.dataset(t.dataset)
+        pairs = sampler.pairs(dataset)
         trainer = Trainer(objective, pairs, t, device=self.device, checkpoint_path=ckpt_path,
                           fingerprint=fp, encoder_config=model.encoder, description=f"train {name}",
                           on_device=sampler.on_device)
-        result = trainer.fit()
+        hook = None
+        if t.probe_every is not None:  # RIS over training: rank 0 probes at epoch ends
+            from ssl_core.training_probes import TrainingProbes
+
+            hook = TrainingProbes(self, name, model_dir, fp, trainer, every=t.probe_every, fresh=redo)
+        result = trainer.fit(on_epoch_end=hook)
         encoder = objective.encoder.cpu()
         if distributed.is_main():
             write_json(result_path, {
@@ -229,9 +251,25 @@ class Runner:
                 "images_per_s": result.images_per_s, "resumed_from_step": result.resumed_from_step,
                 "device": str(self.device), "world_size": result.world_size, "checkpoint": str(ckpt_path),
                 "metrics": str(model_dir / "metrics.jsonl"), "loss_history": result.history,
+                "dataset_stats": _dataset_stats(dataset), "pair_stats": sampler.stats(),
             })
         distributed.barrier()  # the model's checkpoint and result exist before any rank goes on
         return encoder
+
+    def _give_sampler_encoder(self, sampler: PairSampler, name: str, ref: str | None,
+                              seed: int) -> None:
+        where = f"models.{name}.train"
+        if ref is None:
+            if sampler.wants_encoder:
+                raise RecipeError(f"{where}.pair_sampler: {type(sampler).__name__} needs a frozen "
+                                  "encoder", f"set `sampler_encoder: <model name>` in {where}")
+            return
+        if not sampler.wants_encoder:
+            raise RecipeError(f"{where}.sampler_encoder: the pair sampler "
+                              f"{type(sampler).__name__} uses no encoder", "remove sampler_encoder")
+        trained = self.recipe.models[ref].train is not None
+        encoder, encoder_id = self.encoder(ref, seed if trained and self.seeds else None)
+        sampler.use_encoder(encoder, encoder_id)
 
     # -- probe ------------------------------------------------------------------------------
     def _probe_set(self, name: str, probe: InvarianceProbe, dataset_name: str | None,
@@ -341,6 +379,7 @@ class Runner:
         the first probe. Under torchrun, ranks other than 0 return `{}` once training is done:
         probing, evaluation and the report run once, on rank 0."""
         self.stages = tuple(stages)
+        started = time.time()  # the report's wall time
         main = distributed.is_main()
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -362,13 +401,10 @@ class Runner:
                     self.encoder(model, seed)
         if not main:
             return {}
-        probes: dict[str, dict[str, Any]] = {}
-        evaluations: dict[str, dict[str, Any]] = {}
-        for model in r.models:
-            probes[model] = self._stage("probe", model, list(r.probes), "probes")
-            evaluations[model] = self._stage("evaluate", model, list(r.evaluations), "evaluations")
-        report = build_report(r, probes, evaluations, device=str(self.device))
-        if "report" in stages:
-            write_json(self.run_dir / "report.json", report["json"])
-            write_text(self.run_dir / "report.md", report["markdown"])
-        return report
+        for model in r.models:  # each result is written where the report reads it back
+            self._stage("probe", model, list(r.probes), "probes")
+            self._stage("evaluate", model, list(r.evaluations), "evaluations")
+        record_run(self.run_dir, r, started=started, stages=self.stages, device=str(self.device),
+                   world_size=distributed.world_size(), seeds=self.seeds)
+        # the same files and code as `sslc report RUN_DIR`: both give the same report
+        return render_report(self.run_dir, r, device=str(self.device), write="report" in stages)

@@ -12,7 +12,9 @@ the ranks at each host sync, and only rank 0 writes the checkpoint and the logs.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -36,6 +38,14 @@ from ssl_core.seeding import RankSlices, RunSampler, SeededItems, derive_seed
 #: defaults of the TrainConfig options read with getattr (older configs lack them)
 LOG_EVERY = 10
 PREFETCH_FACTOR = 2
+
+#: `fit(on_epoch_end=hook)`: every rank calls hook(epoch, step, final) after each epoch
+#: (1-based) that ends before the last step, then once with final=True when training is
+#: over. A run resumed at an epoch's end calls it again for that epoch, and one resumed with
+#: no step left calls the final one: an interruption may have cut them short, so a hook must
+#: tell what it has done already. The loop waits for it: a caller that evaluates the encoder
+#: there (the runner's `probe_every`) sees the weights of that epoch.
+EpochHook = Callable[[int, int, bool], None]
 
 
 @dataclass
@@ -74,6 +84,18 @@ def progress_info(epoch: int, epochs: int, loss: float, lr: float, img_s: float,
     """The progress bar's text; `wait` (time blocked on the loader / wall time) tells a user
     when the data pipeline, not the model, sets the pace."""
     return f"epoch {epoch}/{epochs} loss {loss:.3f} lr {lr:.4f} {img_s:.0f} img/s wait {wait:.0%}"
+
+
+#: how much less CPU priority DataLoader workers get than the training process
+WORKER_NICENESS = 10
+
+
+def lower_priority(_worker_id: int) -> None:
+    """Workers yield the CPU to the training process: with as many workers as cores, the
+    process that launches the accelerator's kernels (and the GPU-side augmentation) would
+    otherwise wait its turn behind JPEG decoding, and the accelerator with it."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
 
 
 def use_channels_last(option: bool | None, device: torch.device, mixed_precision: bool) -> bool:
@@ -154,6 +176,8 @@ class Trainer:
         self.model = distributed.wrap(self.objective, device)
         self.step = 0
         self.history: list[float] = []
+        self.on_epoch_end: EpochHook | None = None  # set by fit()
+        self.hook_s = 0.0  # seconds spent in on_epoch_end (not training)
 
     # -- one step, also used by benchmarks ----------------------------------------------
     def _to_device(self, value: Any) -> Any:
@@ -263,7 +287,8 @@ class Trainer:
         return torch.utils.data.DataLoader(
             SeededItems(self.pairs, cfg.seed), batch_size=self.local_batch, sampler=sampler, num_workers=workers,
             drop_last=True, pin_memory=self.device.type == "cuda",
-            prefetch_factor=self.prefetch_factor if workers > 0 else None)
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
+            worker_init_fn=lower_priority if workers > 0 else None)
 
     def _fetch(self, pending: list[_Pending]) -> list[tuple[float, dict[str, float]]]:
         """The one host sync: every pending loss and metric in a single transfer, averaged
@@ -292,8 +317,9 @@ class Trainer:
                             "step_s": p.step_s, "data_s": p.data_s, **extra})
         return records
 
-    def fit(self) -> TrainResult:
+    def fit(self, on_epoch_end: EpochHook | None = None) -> TrainResult:
         self.objective.check_batch_size(self.cfg.batch_size)
+        self.on_epoch_end, self.hook_s = on_epoch_end, 0.0
         resumed = self.try_resume()
         self.model.train()
         log = MetricsLog(self.checkpoint_path.parent, resume_step=self.step,
@@ -305,7 +331,8 @@ class Trainer:
         finally:
             log.close()
         self.save(done=True)
-        elapsed = max(time.perf_counter() - start_time, 1e-9)
+        self._epoch_hook(math.ceil(self.step / self.steps_per_epoch), final=True)
+        elapsed = max(time.perf_counter() - start_time - self.hook_s, 1e-9)  # training alone
         images = (self.step - resumed) * self.cfg.batch_size
         return TrainResult(self.step, math.ceil(self.step / self.steps_per_epoch),
                            self.history[-1] if self.history else float("nan"), images / elapsed,
@@ -320,6 +347,10 @@ class Trainer:
                                      info="resumed" if resumed else "")
             if self.step >= self.total_steps:
                 return
+            if resumed and self.step % spe == 0 and self.on_epoch_end is not None:
+                progress.stop()  # the epoch ending here: an interruption may have cut its hook short
+                self._epoch_hook(self.step // spe, final=False)
+                progress.start()
             batches = iter(self.loader(self.step))
             mark = time.perf_counter()
             while self.step < self.total_steps:
@@ -350,6 +381,22 @@ class Trainer:
                     log.end_epoch(epoch + 1, self.step, lr)
                 if save_due:
                     self.save()
+                if epoch_end and self.step < self.total_steps and self.on_epoch_end is not None:
+                    progress.stop()  # the hook may show bars of its own: one live display at a time
+                    self._epoch_hook(epoch + 1, final=False)
+                    progress.start()
+                    mark = time.perf_counter()  # the hook's time is no step's
+
+    def _epoch_hook(self, epoch: int, final: bool) -> None:
+        """Call `on_epoch_end` (if any); its time is not training time."""
+        if self.on_epoch_end is None:
+            return
+        start = time.perf_counter()
+        try:
+            self.on_epoch_end(epoch, self.step, final)
+        finally:
+            self.model.train()  # whatever the hook did to the modules' modes
+            self.hook_s += time.perf_counter() - start
 
     def _log(self, pending: list[_Pending], fetched: list[tuple[float, dict[str, float]]], log: MetricsLog,
              progress: Progress, task: TaskID) -> None:

@@ -501,3 +501,17 @@ def composite(buffers: Sequence[GBuffer]) -> GBuffer:
         spec[near] = g.spec[near]
     object_ids = tuple(sorted({i for g in buffers for i in g.object_ids}))
     return GBuffer(depth, ids, normal, albedo, spec, out.view, out.ss, object_ids)
+
+
+def upsample(g: GBuffer, ss: int) -> GBuffer:
+    """A G-buffer traced with one ray per pixel, repeated to `ss` x `ss` samples per pixel:
+    for large, smooth surfaces (a video's floor and wall) that need no anti-aliasing, at a
+    quarter of the cost; composite it with objects traced at `ss`."""
+    if g.ss != 1:
+        raise ValueError("upsample() takes a G-buffer traced with ss=1")
+
+    def rep(a: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(a, ss, axis=0), ss, axis=1)
+
+    return GBuffer(rep(g.depth), rep(g.ids), rep(g.normal), rep(g.albedo), rep(g.spec), rep(g.view), ss,
+                   g.object_ids)

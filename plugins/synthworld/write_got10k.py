@@ -10,11 +10,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-
-from .common import GOT_BASE, direction, job_rng, random_background, save_jpeg
+from .common import (
+    GOT_BASE,
+    direction,
+    job_rng,
+    mask_box,
+    projected_box,
+    random_background,
+    save_jpeg,
+    trace_apart,
+)
 from .objects import PlacedObject, World
-from .render import Camera, Light, composite, downsample_mask, shade, trace
+from .render import Camera, Light, composite, downsample_mask, shade
 
 #: bulky categories that make good occluders
 OCCLUDERS = ("car", "sofa", "diningtable", "boat", "tvmonitor", "snowman", "tree", "robot", "chair")
@@ -43,28 +50,6 @@ def cover_level(visible: int, full: int) -> int:
     if ratio > 0.9:
         return 7
     return max(1, math.ceil(ratio / 0.15 - 1e-9))
-
-
-def _box_of(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)
-
-
-def _projected_box(obj: PlacedObject, camera: Camera, size: tuple[int, int]) -> tuple[float, ...]:
-    """Amodal box from the object's bounding sphere, for frames where it is entirely out of view."""
-    placed = obj.world_primitives()
-    eye, right, up, fwd = camera.frame()
-    rel = placed.center - eye
-    z = max(float(rel @ fwd), 1e-3)
-    tan = math.tan(math.radians(camera.fov) / 2)
-    h, w = size
-    cx = (float(rel @ right) / z / (tan * w / h) + 1) / 2 * w
-    cy = (1 - float(rel @ up) / z / tan) / 2 * h
-    r = placed.radius / z / tan / 2 * h
-    return cx - r, cy - r, 2 * r, 2 * r
 
 
 def write_sequence(root: Path, seed: int, n: int, frames: int, size: tuple[int, int],
@@ -102,20 +87,18 @@ def write_sequence(root: Path, seed: int, n: int, frames: int, size: tuple[int, 
         s = f / max(frames - 1, 1)
         tx = x0 + (x1 - x0) * s
         placed_t = PlacedObject(target, (tx, 0.0, z0), yaw0 + yaw_rate * f, 1.0, 1)
-        g_t = trace([placed_t.world_primitives()], camera, size, ss)
-        parts = [g_t]
+        placed = [placed_t]
         for j, (occ, meet, scale, depth_z, sign, yaw) in enumerate(occluders):
             tx_meet = x0 + (x1 - x0) * meet
             at_meet = tx_meet * (4.5 - depth_z) / (4.5 - z0)  # same screen x as the target then
             ox = at_meet + sign * OCCLUDER_TRAVEL * (s - meet)
-            placed_o = PlacedObject(occ, (ox, 0.0, depth_z), yaw + 4 * f, scale, 2 + j)
-            parts.append(trace([placed_o.world_primitives()], camera, size, ss))
-        g = composite(parts)
-        out = shade(g, light, bg)
-        alone, _ = downsample_mask(g_t)
+            placed.append(PlacedObject(occ, (ox, 0.0, depth_z), yaw + 4 * f, scale, 2 + j))
+        parts = trace_apart(placed, camera, size, ss)
+        out = shade(composite(parts), light, bg)
+        alone, _ = downsample_mask(parts[0])
         full = int((alone == 1).sum())
         visible = int((out.mask == 1).sum())
-        box = _box_of(alone == 1) or _projected_box(placed_t, camera, size)
+        box = mask_box(alone == 1) or projected_box(placed_t, camera, size)
         level = cover_level(visible, full)
         boxes.append(box)
         absence.append(1 if visible == 0 else 0)

@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .common import PASCAL_BASE, job_rng, random_background, random_light, save_jpeg
+from .common import PASCAL_BASE, job_rng, random_background, random_light, save_jpeg, trace_apart
 from .objects import CATEGORIES, PlacedObject, World
-from .render import Camera, composite, downsample_mask, shade, trace
+from .render import Camera, composite, downsample_mask, shade
 
 RELEASE = "PASCAL3D+_release1.1"
+#: the 116-byte descriptive text at the start of a MATLAB 5 file, fixed so that files are reproducible
+MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: sslc synthworld".ljust(116)
 SOURCE_CODE = {"imagenet": 1, "pascal": 2}
 #: azimuth bins ((azimuth_coarse mod 180) // 30) in the order the cells use them: spread first
 AZIMUTH_BIN_ORDER = (0, 2, 4, 1, 3, 5)
@@ -99,7 +101,7 @@ def write_image(root: Path, seed: int, source: str, cls: str, k: int, size: tupl
     camera = Camera(azimuth, elevation, float(rng.uniform(2.6, 3.6)), (0.0, 0.4, 0.0), 45.0)
     light = random_light(rng, azimuth)
     bg, _ = random_background(rng, size)
-    parts = [trace([p.world_primitives()], camera, size, ss) for p in placed]
+    parts = trace_apart(placed, camera, size, ss)
     out = shade(composite(parts), light, bg)
     main_alone, _ = downsample_mask(parts[0])
     if (out.mask == placed[0].object_id).sum() < 0.5 * (main_alone == placed[0].object_id).sum():
@@ -139,6 +141,8 @@ def write_image(root: Path, seed: int, source: str, cls: str, k: int, size: tupl
     mat = root / "Annotations" / folder / f"{ident}.mat"
     mat.parent.mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(mat, {"record": record}, do_compression=True)
+    with open(mat, "r+b") as fh:  # the header's "Created on: <time>" would make the bytes differ
+        fh.write(MAT_HEADER)
     return {"id": ident, "class": cls, "source": source, "objects": len(objects)}
 
 

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "List plugins, their versions and components per kind, and load failures."),
     "probe": ("ssl_core.cli.probe", "probe",
               "Measure invariance (top-K RIS) of a checkpoint on invariance probes."),
+    "report": ("ssl_core.cli.report_cmd", "report",
+               "Re-render a run's report (report.md, report.json, plots/) from its stored results."),
     "run": ("ssl_core.cli.run", "run", "Run a recipe: train -> probe -> evaluate -> report."),
     "schema": ("ssl_core.cli.run", "schema",
                "Print the JSON Schema of the recipe format (with the loaded plugins' components)."),

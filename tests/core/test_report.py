@@ -157,6 +157,70 @@ def test_report_names_the_devices_that_computed_the_results() -> None:
     rep = build_report(_recipe(), {"moco": {"occlusion": a}, "random-init": {"occlusion": b}},
                        {}, device="mps")
     assert rep["json"]["device"] == "cpu, cuda:0"
-    assert "device `cpu, cuda:0`" in rep["markdown"]
+    assert "| `cpu, cuda:0` |" in rep["markdown"]  # in the header
     rep = build_report(_recipe(), {"moco": {"occlusion": _result(60.0, 1.0)}}, {}, device="cpu")
     assert rep["json"]["device"] == "cpu"  # old results without a device: the run's
+
+
+def test_header_has_profile_devices_and_wall_time_everywhere() -> None:
+    info = {"recipe": "r", "profile": "synthetic", "wall_time_s": 125.4, "total_wall_time_s": 400.0,
+            "invocations": 2, "started": "2025-01-02T03:04:05+0000", "stages": ["probe", "report"],
+            "device": "cpu"}
+    recipe = _recipe().model_copy(update={"world": {"type": "synthworld"}})
+    rep = build_report(recipe, {"moco": {"occlusion": _result(60.0, 1.0)}}, {}, device="cpu",
+                       run_info=info)
+    doc = rep["json"]
+    assert list(doc)[:8] == ["recipe", "title", "profile", "setting", "device", "devices", "world_size", "run"]
+    assert doc["setting"] == "default (synthetic world)" and doc["run"]["wall_time_s"] == 125.4
+    assert doc["run"]["stages"] == ["probe", "report"] and doc["run"]["invocations"] == 2
+    md = rep["markdown"].splitlines()
+    assert md[4:7] == ["| profile | device | wall time |", "|---|---|---|",
+                       "| default (synthetic world) | `cpu` | 2 min 05 s (stages probe, report; started "
+                       "2025-01-02T03:04:05+0000); 6 min 40 s over 2 runs |"]
+    text = _render(rep["table"]).splitlines()
+    assert text[1:4] == ["profile: default (synthetic world)", "device: cpu",
+                         "wall time: 2 min 05 s (stages probe, report; started "
+                         "2025-01-02T03:04:05+0000); 6 min 40 s over 2 runs"]
+    paper = _recipe().model_copy(update={"profile": "paper"})
+    assert build_report(paper, {}, {}, device="cuda:0")["json"]["setting"] == "paper (real data)"
+    unknown = build_report(_recipe(), {}, {}, device="cuda:0")
+    assert unknown["json"]["run"]["wall_time_s"] is None and "unknown (not recorded)" in unknown["markdown"]
+
+
+def test_downstream_with_seeds_and_paper_values() -> None:
+    recipe = Recipe.model_validate({
+        "name": "r", "source": "r.yaml",
+        "models": {"moco": {"encoder": {"type": "resnet18"}}, "random-init": {"encoder": {"type": "resnet18"}}},
+        "evaluations": {"voc07": {"type": "voc07-svm"}},
+        "report": {"paper": {"moco": {"voc07": {"mAP": 71.0}}}},
+    })
+    evaluations = {"moco": {"voc07": [{"metrics": {"mAP": 60.0}, "seed": 0},
+                                      {"metrics": {"mAP": 64.0}, "seed": 1}]},
+                   "random-init": {"voc07": {"metrics": {"mAP": 20.0}, "device": "cpu"}}}
+    rep = build_report(recipe, {}, evaluations, device="cpu")
+    doc = rep["json"]
+    assert doc["evaluations"] == {"moco": {"voc07": {"mAP": 62.0}}, "random-init": {"voc07": {"mAP": 20.0}}}
+    spread = doc["evaluation_spread"]["moco"]["voc07"]
+    assert spread["seeds"] == [0, 1] and spread["per_seed"]["mAP"] == [60.0, 64.0]
+    assert spread["sd"]["mAP"] == pytest.approx(2.8284, abs=1e-4)
+    assert "| voc07 | mAP | 62.00, sd 2.83 over 2 seeds (71.00) | 20.00 |" in rep["markdown"]
+    terminal = _render(rep["table"])
+    assert "voc07 mAP" in terminal and "(paper 71.00)" in terminal and "(sd 2.83, 2 seeds)" in terminal
+
+
+def test_ris_during_training_section() -> None:
+    during = {"moco": [{"probe_every": 1, "seed": None, "epochs": [
+        {"epoch": 1, "step": 5, "final": False, "probes": {
+            "occlusion": {**_result(52.0, 1.0), "config": {"type": "got10k-occlusion"}},
+            # measured under another probe configuration than the recipe's now: left out
+            "viewpoint": {**_result(40.0, 1.0), "config": {"type": "aloi-viewpoint", "image_size": 8}}}},
+        {"epoch": 2, "step": 10, "final": True, "probes": {"occlusion": _result(57.0, 1.0)}}]}]}
+    rep = build_report(_recipe(), {}, {}, device="cpu", during=during)
+    points = rep["json"]["during_training"]["moco"]["probes"]
+    assert list(points) == ["occlusion"]
+    assert [(p["epoch"], p["step"], p["final"], p["top10"]) for p in points["occlusion"]] == [
+        (1, 5, False, 52.0), (2, 10, True, 57.0)]
+    assert points["occlusion"][0]["intervals"]["top10"] == {"low": 51.0, "high": 53.0}
+    md = rep["markdown"]
+    assert "## moco: invariance during training (top-10 RIS, %) (`probe_every: 1`)" in md
+    assert "| 2 | 57.00 [56.00, 58.00] |" in md

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_core import ComponentError, DataError
+from ssl_core import ComponentError, DataError, VideoDataset, load_rgb, read_frames
 from ssl_core.features import extract_features
 from ssl_core.plugins import PluginHost
 from sslc_plugins import got10k
@@ -236,3 +236,74 @@ def test_registered_components_validate_params(got10k_world: Any) -> None:
         host.registry.create("dataset", {"type": "got10k", "root": str(root), "split": "test"})
     with pytest.raises(ComponentError, match="needs a got10k dataset"):
         probe.build(object())
+
+
+# -- the train split as videos ----------------------------------------------------------------
+
+
+def test_sequences_as_videos_of_frame_images(got10k_world: Any) -> None:
+    root, specs = got10k_world
+    split = root / "GOT-10k" / "train"
+    ds = dataset(root)
+    assert isinstance(ds, VideoDataset)
+    videos = ds.videos()
+    assert [(v.name, v.num_frames) for v in videos] == [
+        (name, len(spec["boxes"])) for name, spec in specs.items()]
+    a = videos[0]
+    assert a.source == split / A and not a.is_file
+    assert a.frames[0] == split / A / "00000001.jpg" and a.frames[13] == split / A / "00000014.jpg"
+    assert a.label == "dog" and a.fps == 10.0 and a.main_track == "1"
+    assert a.meta["cover"].tolist() == specs[A]["cover"]
+    frames = read_frames(a, [0, 13, 8])
+    assert frames.shape == (3, 30, 40, 3) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(frames[1], np.asarray(load_rgb(split / A / "00000014.jpg")))
+
+    # the main track: xyxy, NaN where absence.label says 1 or the box is empty/NaN
+    track = a.tracks["1"]
+    assert track.label == "dog"
+    np.testing.assert_allclose(track.boxes[0], [5, 5, 25, 20])
+    assert track.present().tolist() == [i != 8 for i in range(14)]
+    d = videos[3]
+    assert d.tracks["1"].present().tolist() == [False, True, False, False, True, True, True, False]
+    np.testing.assert_allclose(d.tracks["1"].boxes[4], [30, 20, 55, 45])
+    assert videos[2].tracks["1"].present().all()  # C: no absence.label
+
+    # frame records (what the occlusion probe reads) are unchanged by the video view
+    recs = ds.records()
+    assert len(recs) == sum(v.num_frames for v in videos)
+    assert recs[8].box == (5.0, 5.0, 25.0, 20.0) and recs[8].meta["absent"] is True
+    assert ds.stats() == {"videos": 5, "skipped_bad_videos": 0}
+
+
+def test_video_with_missing_frames_errors_or_is_skipped(got10k_world: Any) -> None:
+    root, _ = got10k_world
+    split = root / "GOT-10k" / "train"
+    (split / B / "00000004.jpg").unlink()
+    with pytest.raises(DataError, match=r"missing frame 00000004\.jpg \(4 frames, "
+                                         r"groundtruth\.txt has 5 boxes\)") as err:
+        dataset(root).videos()
+    assert str(split / B) in err.value.message
+    assert len(dataset(root).records()) == 35  # records never open frames
+
+    for params in ({"bad_sequences": "skip"}, {"on_bad_video": "skip"}):
+        ds = dataset(root, **params)
+        assert [v.name for v in ds.videos()] == [A, C, D, E]
+        assert list(ds.skipped) == [B]
+        assert ds.stats() == {"videos": 4, "skipped_bad_videos": 1}
+
+
+def test_on_bad_video_is_another_name_for_bad_sequences(got10k_world: Any) -> None:
+    root, _ = got10k_world
+    host = PluginHost()
+    assert host.add_plugin(got10k, "got10k")
+    ds = host.registry.create("dataset", {"type": "got10k", "root": str(root),
+                                          "on_bad_video": "skip"})
+    assert ds.bad_sequences == "skip"
+    with pytest.raises(ComponentError, match="not both"):
+        host.registry.create("dataset", {"type": "got10k", "root": str(root),
+                                         "on_bad_video": "skip", "bad_sequences": "error"})
+    with pytest.raises(ComponentError, match="on_bad_video"):
+        host.registry.create("dataset", {"type": "got10k", "root": str(root),
+                                         "on_bad_video": "ignore"})
+    with pytest.raises(ComponentError, match="no subset"):
+        ds.videos("val")

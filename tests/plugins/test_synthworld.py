@@ -215,22 +215,29 @@ def test_pascal3d_layout(world_root: Path) -> None:
     assert seen_empty_viewpoint  # some objects come without a viewpoint, as in the real data
 
 
-def test_cache_is_reused_and_incomplete_worlds_are_rerendered(tmp_path: Path, monkeypatch) -> None:
+def test_cache_is_reused_and_incomplete_parts_are_rerendered(tmp_path: Path, monkeypatch) -> None:
     micro = common.SizeConfig(1, 1, 0, 0, 32, 0, 0, 4, (48, 64), 0, 0, (48, 64), supersample=1,
                               categories=("mug", "car"))
     monkeypatch.setitem(common.SIZES, "tiny", micro)
     root = writer.world_root(tmp_path, "tiny", 5)
+    root.mkdir()
+    (root / "world.json").write_text("{}")  # a layout-3 world's manifest: replaced by the parts'
     writer.render_world(root, "tiny", 5, workers=1)
-    manifest = json.loads((root / "world.json").read_text())
+    assert {p.name for p in root.glob("*.json")} == {f"{part}.json" for part in writer.PARTS}
+    manifest = json.loads((root / "imagenet.json").read_text())
     assert manifest["renderer_version"] and manifest["seed"] == 5 and manifest["counts"]["train"] == 2
-    stamp = (root / "world.json").stat().st_mtime_ns
+    assert manifest["part"] == "imagenet" and manifest["layout_version"] == writer.LAYOUT_VERSION
+    assert writer.is_complete(root, "tiny", 5)
+    stamp = (root / "imagenet.json").stat().st_mtime_ns
     writer.render_world(root, "tiny", 5, workers=1)
-    assert (root / "world.json").stat().st_mtime_ns == stamp  # reused
-    (root / "world.json").unlink()  # as if a run died half way
-    (root / "junk.txt").write_text("left over")
+    assert (root / "imagenet.json").stat().st_mtime_ns == stamp  # reused
+    (root / "imagenet.json").unlink()  # as if a run died half way
+    (root / "imagenet" / "junk.txt").write_text("left over")
+    assert not writer.is_complete(root, "tiny", 5) and writer.is_complete(root, "tiny", 5, ["aloi"])
     writer.render_world(root, "tiny", 5, workers=2)
-    assert (root / "world.json").is_file() and not (root / "junk.txt").exists()
+    assert (root / "imagenet.json").is_file() and not (root / "imagenet" / "junk.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]
 
 
 def test_bad_size_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,252 @@
+"""Videos: the record a video dataset lists, and the one frame reader.
+
+A video is either a file (mp4, avi, mkv, webm: decoded with decord) or a folder of
+frame images (TrackingNet, GOT-10k: read with `load_rgb`). Either way samplers ask
+`read_frames(video, indices)` for a uint8 (N, H, W, 3) array and never open files
+themselves, so decoding, batching (`get_batch`) and error messages live here.
+
+Object tracks (`VideoRecord.tracks`) are boxes per frame; a dataset that has them
+(TrackingNet's `anno/*.txt`, GOT-10k's `groundtruth.txt`, sslc's `*.tracks.json`
+sidecars) fills them in. sslc's sidecar format, next to a video `clip.mp4`::
+
+    clip.tracks.json = {"num_frames": T, "size": [H, W], "fps": F,
+                        "objects": [{"id": 1, "category": "chair", "instance": 7,
+                                     "boxes": [[x1, y1, x2, y2] or null, ... T entries]}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from abc import abstractmethod
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ssl_core.errors import DataError
+from ssl_core.imageio import load_rgb
+from ssl_core.interfaces import Dataset, ImageRecord
+
+#: file suffixes decoded as videos (lower case)
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object's boxes over a video: (T, 4) float32 x1, y1, x2, y2; NaN rows where absent."""
+
+    boxes: np.ndarray
+    label: str | None = None
+
+    def present(self) -> np.ndarray:
+        """Which frames have a box (bool, T)."""
+        return ~np.isnan(self.boxes).any(axis=1)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video as a dataset reader found it.
+
+    `source` is the video file, or the folder holding `frames` (frame image paths in
+    order) when the video is stored as images. `tracks` maps a track id to its boxes;
+    the dataset's annotated (tracked) object, when it has one, is `main_track`.
+    """
+
+    name: str
+    source: Path
+    num_frames: int
+    frames: tuple[Path, ...] = ()
+    tracks: Mapping[str, Track] = field(default_factory=dict)
+    main_track: str | None = None
+    fps: float | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    #: the video's class when the dataset has one (a folder name, GOT-10k's object_class)
+    label: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return not self.frames
+
+
+class VideoDataset(Dataset):
+    """A dataset of videos. `records()` lists frames as images (what a frame-level probe or
+    evaluator would read); pair samplers use `videos()` and `read_frames`."""
+
+    subsets: ClassVar[tuple[str, ...]] = ("all",)
+
+    @abstractmethod
+    def videos(self, subset: str | None = None) -> list[VideoRecord]:
+        """Every readable video of `subset`, in a stable order (after `prepare()`)."""
+
+    def stats(self) -> dict[str, int]:
+        """Counts a run's results should keep (videos read, skipped as unreadable, ...)."""
+        return {}
+
+    def records(self, subset: str | None = None) -> list[ImageRecord]:
+        """Frames stored as images, one record per frame (group = the video's name);
+        video files have no per-frame path, so they are refused by name."""
+        out = []
+        for video in self.videos(subset):
+            if video.is_file:
+                raise DataError(f"{video.source} is a video file; it has no per-frame images",
+                                "use a video pair sampler (video-frames, frame-temporal, ...) "
+                                "with this dataset")
+            out += [ImageRecord(path=p, label=video.label, group=video.name, meta={"frame": i})
+                    for i, p in enumerate(video.frames)]
+        return out
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+_READERS: OrderedDict[str, Any] = OrderedDict()
+_READERS_LOCK = threading.Lock()
+_MAX_OPEN = 8
+#: readers a forked child inherited from its parent: decord hangs using or freeing them, so a
+#: child (a DataLoader worker) sets them aside, never touched, and opens its own
+_INHERITED: list[Any] = []
+
+
+def _drop_inherited_readers() -> None:
+    global _READERS_LOCK
+    _INHERITED.extend(_READERS.values())
+    _READERS.clear()
+    _READERS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_readers)
+
+
+def _reader(path: Path) -> Any:
+    """A decord VideoReader for `path`, kept open (a few per process: DataLoader workers
+    each keep their own, since readers do not pickle)."""
+    key = str(path)
+    with _READERS_LOCK:
+        if key in _READERS:
+            _READERS.move_to_end(key)
+            return _READERS[key]
+    import decord
+
+    try:
+        reader = decord.VideoReader(key, num_threads=1)
+    except Exception as exc:  # decord raises its own DECORDError / RuntimeError
+        raise bad_video(path, exc) from None
+    with _READERS_LOCK:
+        _READERS[key] = reader
+        while len(_READERS) > _MAX_OPEN:
+            _READERS.popitem(last=False)
+    return reader
+
+
+def bad_video(path: Path, exc: BaseException | str) -> DataError:
+    """The one error for a video that cannot be decoded."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataError(f"cannot decode video {path}: {reason[:200]}",
+                     "re-encode or remove the file, or set `on_bad_video: skip` on the dataset "
+                     "to train on the other videos")
+
+
+def inspect_video(path: Path) -> tuple[int, float, tuple[int, int]]:
+    """(frame count, fps, (height, width)) of a video file, decoding its last frame so a
+    truncated file fails here (one DataError naming it) rather than mid-training.
+    A reader kept open from before is dropped first: the file may have been rewritten."""
+    _forget(path)
+    reader = _reader(path)
+    try:
+        n = len(reader)
+        if n == 0:
+            raise ValueError("no frames")
+        last = reader[n - 1].asnumpy()
+        if last.ndim != 3 or last.shape[2] != 3:  # decord's small-width bug (_opencv_frames)
+            last = _opencv_frames(path, [n - 1])[0]
+        fps = float(reader.get_avg_fps())
+    except DataError:
+        raise
+    except Exception as exc:
+        _forget(path)
+        raise bad_video(path, exc) from None
+    return n, fps, (int(last.shape[0]), int(last.shape[1]))
+
+
+def _forget(path: Path) -> None:
+    with _READERS_LOCK:
+        _READERS.pop(str(path), None)
+
+
+def read_frames(video: VideoRecord, indices: Sequence[int]) -> np.ndarray:
+    """Frames `indices` of `video` as uint8 (N, H, W, 3), in the order asked (repeats allowed).
+
+    Video files are decoded in one `get_batch` call over the distinct indices in ascending
+    order (decord then never seeks backwards, and decodes a repeated frame once; 1.5-3x
+    faster than the asked order, see benchmarks/bench_video_decode.py), then put back in
+    the order asked; frame folders load each image.
+    """
+    idx = [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < video.num_frames]
+    if bad:
+        raise DataError(f"video {video.name} has {video.num_frames} frames; asked for frame {bad[0]}",
+                        "check the sampler's frame gap against the video lengths")
+    if not video.is_file:
+        return np.stack([np.asarray(load_rgb(video.frames[i])) for i in idx])
+    reader = _reader(video.source)
+    ascending = sorted(set(idx))
+    try:
+        batch = np.asarray(reader.get_batch(ascending).asnumpy())
+    except Exception:  # decord 0.6 mis-strides some small widths (48, 72 px): OpenCV then
+        batch = _opencv_frames(video.source, ascending)
+    if batch.shape[-1] != 3:
+        batch = _opencv_frames(video.source, ascending)
+    if ascending == idx:
+        return batch
+    row = {frame: i for i, frame in enumerate(ascending)}
+    return batch[[row[i] for i in idx]]
+
+
+def _opencv_frames(path: Path, indices: Sequence[int]) -> np.ndarray:
+    """Frames `indices` (ascending) decoded by OpenCV, for the frame widths decord 0.6 gets
+    wrong (it returns 4 mis-strided channels, and `get_batch` fails)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames, want, i = [], list(indices), 0
+    try:
+        while want:
+            ok, frame = capture.read()
+            if not ok:
+                raise bad_video(path, f"frame {want[0]} could not be read")
+            while want and want[0] == i:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                want.pop(0)
+            i += 1
+    finally:
+        capture.release()
+    return np.stack(frames)
+
+
+def read_tracks_sidecar(path: Path) -> tuple[dict[str, Track], dict[str, Any]]:
+    """Tracks (by object id) and the other fields of an sslc `*.tracks.json` sidecar."""
+    try:
+        doc = json.loads(path.read_text())
+        tracks = {}
+        for obj in doc["objects"]:
+            rows = [[np.nan] * 4 if b is None else [float(v) for v in b] for b in obj["boxes"]]
+            boxes = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+            tracks[str(obj["id"])] = Track(boxes, obj.get("category"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read track annotations {path}: {exc}",
+                        "see docs/video.md for the *.tracks.json format") from None
+    return tracks, {k: v for k, v in doc.items() if k != "objects"}
+
+
+def xywh_to_xyxy(rows: np.ndarray) -> np.ndarray:
+    """(T, 4) x, y, w, h boxes (TrackingNet, GOT-10k) -> x1, y1, x2, y2; zero/negative-size
+    or NaN rows (an absent target) become NaN."""
+    rows = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
+    out = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1)
+    absent = (rows[:, 2] <= 0) | (rows[:, 3] <= 0) | np.isnan(rows).any(axis=1)
+    out[absent] = np.nan
+    return out
