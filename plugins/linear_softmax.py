@@ -29,6 +29,7 @@ from ssl_core import (
     Preprocessing,
     Register,
     hookimpl,
+    resolve_device,
 )
 
 
@@ -58,8 +59,7 @@ def _labels(records: Sequence[ImageRecord], where: str) -> list[str]:
 def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, p: LinearSoftmaxParams,
                  progress: Any | None = None) -> torch.nn.Linear:
     """MoCo's linear classifier schedule on fixed features (see the module docstring)."""
-    device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if p.device == "auto" else p.device)
+    device = resolve_device(p.device, "linear-softmax device")
     gen = torch.Generator().manual_seed(p.seed)
     fc = torch.nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():

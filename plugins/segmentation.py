@@ -48,6 +48,7 @@ from ssl_core import (
     Register,
     ensure_fits,
     hookimpl,
+    resolve_device,
 )
 
 #: PIL modes that hold one integer per pixel (class indices)
@@ -215,12 +216,6 @@ class SegmentationHead(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _batches(n: int, batch_size: int, order: Tensor) -> list[Tensor]:
     """Mini-batches of `order`; a last batch of one joins the previous one (BatchNorm
     needs two values per channel when a map is 1 x 1)."""
@@ -234,7 +229,7 @@ def train_head(maps: np.ndarray, targets: np.ndarray, num_classes: int, p: Segme
                progress: Any | None = None) -> tuple[SegmentationHead, list[float]]:
     """The head trained on fixed maps (N x C x h x w) against targets (N x L x L, -1
     ignored); returns it (on the CPU, eval mode) and the mean loss of each epoch."""
-    device = _device(p.device)
+    device = resolve_device(p.device, "segmentation device")
     size = (targets.shape[1], targets.shape[2])
     per_epoch = len(_batches(len(maps), p.batch_size, torch.arange(len(maps))))
     total = p.epochs * per_epoch
@@ -277,7 +272,7 @@ def confusion_on_test(head: SegmentationHead, maps: np.ndarray, records: Sequenc
                       progress: Any | None = None) -> np.ndarray:
     """The confusion matrix of the head's predictions on the test maps, at each mask's own
     size (`test_resolution: original`) or at label_size."""
-    device = _device(p.device)
+    device = resolve_device(p.device, "segmentation device")
     head = head.to(device).eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
     task = progress.add_task("segmentation test", total=len(records), info="") if progress else None

@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeItem": "ssl_core.interfaces",
     "ProbeSet": "ssl_core.interfaces",
     "cache_dir": "ssl_core.paths",
+    "resolve_device": "ssl_core.devices",
     "progress_bar": "ssl_core.progress",
     "ensure_fits": "ssl_core.memory",
     "Params": "ssl_core.registry",
@@ -90,6 +91,7 @@ __all__ = [
     "Register",
     "SslcError",
     "cache_dir",
+    "resolve_device",
     "progress_bar",
     "crop_box",
     "ensure_fits",
@@ -115,6 +117,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from ssl_core.atomic import write_json
+    from ssl_core.devices import resolve_device
     from ssl_core.errors import (
         CheckpointError,
         ComponentError,

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from ssl_core import distributed
 from ssl_core.atomic import write_json, write_text
+from ssl_core.devices import resolve_device
 from ssl_core.errors import RecipeError, SslcError
 from ssl_core.evaluation import evaluate as run_evaluation
 from ssl_core.evaluation import split_config
@@ -38,15 +38,6 @@ from ssl_core.run_results import record_run
 from ssl_core.rundir import SEED_DIR_PREFIX
 from ssl_core.seeding import seed_everything
 from ssl_core.stages import STAGES
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SslcError(f"--device {name}: no CUDA device is available", "use --device cpu or auto")
-    return torch.device(name)
-
 
 #: bump when an evaluation result's content changes for the same inputs
 EVALUATION_RESULT_VERSION = 1
@@ -88,7 +79,7 @@ class Runner:
         self.recipe = loaded.recipe
         self.registry = registry
         self.run_dir = run_dir
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.force = force
         self.stages: tuple[str, ...] = STAGES
         #: every trained model is trained and measured once per seed, in run_dir/seed-N/

@@ -41,6 +41,7 @@ from ssl_core import (
     hookimpl,
     progress_bar,
     read_frames,
+    resolve_device,
 )
 from sslc_plugins.region_tracker.features import RegionFeatures
 from sslc_plugins.region_tracker.params import TRACKING_FIELDS, SelectiveSearchTrackerParams
@@ -116,14 +117,7 @@ class SelectiveSearchTracker(PairSampler):
         return cache_dir() / "tracks" / f"{stem}-{key[:20]}.json"
 
     def _device(self) -> torch.device:
-        want = self.params.device
-        if want == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            return torch.device(want)
-        except RuntimeError:
-            raise ComponentError(f"selective-search-tracker: unknown device {want!r}",
-                                 "set device to auto, cpu, cuda or cuda:N") from None
+        return resolve_device(self.params.device, "selective-search-tracker device")
 
     def _featurizer(self) -> RegionFeatures:
         assert self._encoder is not None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ssl_core.errors import DeviceError
+from ssl_core.devices import check_device
 from ssl_core.progress import set_quiet
 
 
@@ -38,38 +37,6 @@ def recipe_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--profile", default="synthetic", show_default=True,
                      help="Recipe profile: synthetic (embedded world) or paper (real datasets).")(f)
     return click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))(f)
-
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def check_device(name: str, option: str = "--device") -> str:
-    """A device name that this machine has: auto, cpu, cuda, cuda:N or mps (normalised).
-
-    Syntax is checked without torch; torch is imported only to ask whether a CUDA or MPS
-    device exists, so a bad name fails at once and `auto`/`cpu` cost nothing."""
-    text = name.strip().lower()
-    if not _DEVICE.match(text):
-        raise DeviceError(f"{option} {name!r} is not a device", "use auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps")
-    if text in ("auto", "cpu"):
-        return text
-    import torch
-
-    if text.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"{option} {name}: no CUDA device is available on this machine",
-                              f"use {option} cpu, or {option} auto to use CUDA only where it exists")
-        count = torch.cuda.device_count()
-        index = int(text.partition(":")[2] or 0)
-        if index >= count:
-            raise DeviceError(f"{option} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
-                              f"use {option} cuda:0" + (f" ... cuda:{count - 1}" if count > 1 else ""))
-        return text
-    mps = getattr(torch.backends, "mps", None)
-    if mps is None or not mps.is_available():
-        raise DeviceError(f"{option} mps: no Apple MPS device is available on this machine",
-                          f"use {option} cpu, or {option} auto")
-    return text
 
 
 def device_option(f: Callable[..., Any]) -> Callable[..., Any]:

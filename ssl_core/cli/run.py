@@ -47,6 +47,7 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
     train together; rank 0 alone holds the run directory's lock, writes and prints.
     """
     from ssl_core import distributed
+    from ssl_core.devices import resolve_device
     from ssl_core.locking import dir_lock
     from ssl_core.paths import cache_dir
     from ssl_core.plugins import get_registry
@@ -54,7 +55,7 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
     from ssl_core.progress import results_console, set_quiet
     from ssl_core.recipe import check_data_roots, load_recipe
     from ssl_core.rundir import claim_run_dir
-    from ssl_core.runner import Runner, pick_device
+    from ssl_core.runner import Runner
 
     chosen = _stages(stages)
     registry = get_registry()
@@ -67,7 +68,7 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
         run_dir = Path("runs") / f"{r.name}{suffix}"
     run_dir = ensure_writable_dir(run_dir, "run directory", option="--run-dir")
     extra = {"seeds": r.seeds} if r.seeds is not None else {}  # multi-seed: the runner's side of issue 9
-    with distributed.session(pick_device(device)) as mine:
+    with distributed.session(resolve_device(device)) as mine:
         main = distributed.is_main()
         if not main:
             set_quiet(True)  # one progress bar and one set of messages: rank 0's
