@@ -131,11 +131,7 @@ class MocoQueue(ContrastiveObjective):
         if self.encoder_q is not None:
             raise ComponentError("moco-queue is already bound to an encoder",
                                  "create a new objective for each encoder")
-        feat = getattr(encoder, "feature_dim", None)
-        if not isinstance(feat, int) or feat <= 0:
-            raise ComponentError(
-                f"encoder {type(encoder).__name__} has no positive integer `feature_dim`",
-                "an Encoder must set feature_dim to the size of its pooled features")
+        feat = encoder.checked_feature_dim()
         if any(k.startswith("fc.") for k in encoder.state_dict()):
             raise ComponentError(
                 f"encoder {type(encoder).__name__} has its own `fc.*` weights, which would clash "

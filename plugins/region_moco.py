@@ -150,10 +150,7 @@ class RegionMoco(MocoQueue):
 
     def _pool(self, maps: Tensor, boxes: Tensor, width: int) -> Tensor:
         """(B, R, 4) view-pixel boxes -> (B*R, C) pooled layer3 vectors."""
-        b, r = boxes.shape[:2]
-        index = torch.arange(b, device=boxes.device, dtype=boxes.dtype).repeat_interleave(r)
-        rois = torch.cat([index[:, None], boxes.reshape(-1, 4)], dim=1)
-        return pool_regions(maps, rois, width, self.roi_op, self.roi_output)
+        return pool_regions(maps, boxes, width, self.roi_op, self.roi_output)
 
     def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput:
         q_branch, k_branch = self._bound()

@@ -50,11 +50,7 @@ class Supervised(ContrastiveObjective):
         if self.trunk is not None:
             raise ComponentError("supervised is already bound to an encoder",
                                  "create a new objective for each encoder")
-        feat = getattr(encoder, "feature_dim", None)
-        if not isinstance(feat, int) or feat <= 0:
-            raise ComponentError(
-                f"encoder {type(encoder).__name__} has no positive integer `feature_dim`",
-                "an Encoder must set feature_dim to the size of its pooled features")
+        feat = encoder.checked_feature_dim()
         first = next(iter(encoder.parameters()), None)
         self.trunk = encoder
         self.fc = nn.Linear(feat, self.num_classes).to(first.device if first is not None else "cpu")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -34,7 +33,9 @@ from ssl_core import (
     Track,
     VideoDataset,
     VideoRecord,
+    VideoSelection,
     hookimpl,
+    select_videos,
     xywh_to_xyxy,
 )
 
@@ -72,12 +73,6 @@ class TrackingNetParams(Params):
         if self.chunks is not None and self.split == "test":
             raise ValueError("`chunks` selects TRAIN_n folders; leave it out with split: test")
         return self
-
-
-def stable_key(name: str) -> tuple[int, str]:
-    """Sort key of the `max_videos` subset: a hash of the name, so the same videos are
-    chosen on every machine whatever else the folder holds."""
-    return zlib.crc32(name.encode()), name
 
 
 def numbered_frames(folder: Path) -> tuple[Path, ...]:
@@ -140,10 +135,7 @@ class TrackingNet(VideoDataset):
     def __init__(self, params: TrackingNetParams) -> None:
         self.params = params
         self.root = Path(params.root).expanduser()
-        #: video name -> why it was left out (on_bad_video: skip)
-        self.skipped: dict[str, str] = {}
-        self.short_videos = 0
-        self._videos: list[VideoRecord] | None = None
+        self._picked: VideoSelection | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -241,53 +233,36 @@ class TrackingNet(VideoDataset):
     def _scan(self, progress: Any | None) -> list[VideoRecord]:
         p = self.params
         candidates = [(chunk, name) for chunk in self.chunk_dirs() for name in self._candidates(chunk)]
-        order = list(range(len(candidates)))
-        if p.max_videos is not None:  # look at a stable subset first; more only to replace bad ones
-            order.sort(key=lambda i: stable_key(candidates[i][1]))
-        task = (progress.add_task("reading TrackingNet", total=len(candidates), info="")
-                if progress is not None else None)
-        self.skipped, self.short_videos = {}, 0
-        found: dict[int, VideoRecord] = {}
-        for i in order:
-            if p.max_videos is not None and len(found) >= p.max_videos:
-                break
-            chunk, name = candidates[i]
-            try:
-                video = self.read_video(chunk, name)
-            except DataError as exc:
-                if p.on_bad_video == "error":
-                    raise
-                self.skipped[name] = exc.message
-                continue
-            finally:
-                if progress is not None and task is not None:
-                    progress.advance(task)
-            if video.num_frames < p.min_frames:
-                self.short_videos += 1
-                continue
-            found[i] = video
-        if progress is not None and task is not None:
-            progress.update(task, completed=len(candidates))
-        if not found:
-            why = (f"; {len(self.skipped)} unreadable, e.g. {next(iter(self.skipped.values()))}"
-                   if self.skipped else "")
+        picked = select_videos([name for _, name in candidates],
+                               lambda i: self.read_video(*candidates[i]),
+                               min_frames=p.min_frames, on_bad_video=p.on_bad_video,
+                               max_videos=p.max_videos, progress=progress,
+                               description="reading TrackingNet")
+        if not picked.videos:
+            why = (f"; {len(picked.skipped)} unreadable, e.g. {next(iter(picked.skipped.values()))}"
+                   if picked.skipped else "")
             raise DataError(f"no readable TrackingNet video with {p.min_frames}+ frames in "
                             f"{', '.join(str(c) for c in self.chunk_dirs())}{why}",
                             "check root and split (and min_frames)")
-        self._videos = [found[i] for i in sorted(found)]
-        return self._videos
+        self._picked = picked
+        return picked.videos
 
     def videos(self, subset: str | None = None) -> list[VideoRecord]:
         if subset not in (None, "all"):
             raise ComponentError(f"trackingnet has no subset {subset!r}",
                                  "use 'all' (or leave it out); choose chunks with `chunks` and "
                                  "train/test with `split`")
-        return self._videos if self._videos is not None else self._scan(None)
+        return self._picked.videos if self._picked is not None else self._scan(None)
 
     def stats(self) -> dict[str, int]:
-        videos = self.videos()
-        return {"videos": len(videos), "skipped_bad_videos": len(self.skipped),
-                "skipped_short_videos": self.short_videos}
+        self.videos()
+        assert self._picked is not None
+        return self._picked.stats()
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Video name -> why it was left out (`on_bad_video: skip`)."""
+        return self._picked.skipped if self._picked is not None else {}
 
 
 @hookimpl

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,10 +26,12 @@ from ssl_core import (
     Register,
     VideoDataset,
     VideoRecord,
+    VideoSelection,
     cache_dir,
     hookimpl,
     inspect_video,
     read_tracks_sidecar,
+    select_videos,
     write_json,
 )
 
@@ -125,10 +126,7 @@ class VideoFolder(VideoDataset):
     def __init__(self, params: VideoFolderParams) -> None:
         self.params = params
         self.root = Path(params.root).expanduser()
-        #: path under root -> why the video was left out (on_bad_video: skip)
-        self.skipped: dict[str, str] = {}
-        self.short_videos = 0
-        self._videos: list[VideoRecord] | None = None
+        self._picked: VideoSelection | None = None
 
     def prepare(self, progress: Any | None = None) -> None:
         """Inspect every (selected) video once; the inspection is cached across runs."""
@@ -182,53 +180,36 @@ class VideoFolder(VideoDataset):
                             "check root; files are found recursively by their extension")
         self._check_labels(files)
         rels = [f.relative_to(self.root).as_posix() for f in files]
-        order = list(range(len(files)))
-        if p.max_videos is not None:  # a stable subset first; more only to replace bad ones
-            order.sort(key=lambda i: (zlib.crc32(rels[i].encode()), rels[i]))
         cache = InspectionCache(self.root)
-        task = (progress.add_task("inspecting videos", total=len(files), info="")
-                if progress is not None else None)
-        self.skipped, self.short_videos = {}, 0
-        found: dict[int, VideoRecord] = {}
         try:
-            for i in order:
-                if p.max_videos is not None and len(found) >= p.max_videos:
-                    break
-                try:
-                    video = self._record(files[i], cache.inspect(files[i]))
-                except DataError as exc:
-                    if p.on_bad_video == "error":
-                        raise
-                    self.skipped[rels[i]] = exc.message
-                    continue
-                finally:
-                    if progress is not None and task is not None:
-                        progress.advance(task)
-                if video.num_frames < p.min_frames:
-                    self.short_videos += 1
-                    continue
-                found[i] = video
+            picked = select_videos(rels, lambda i: self._record(files[i], cache.inspect(files[i])),
+                                   min_frames=p.min_frames, on_bad_video=p.on_bad_video,
+                                   max_videos=p.max_videos, progress=progress,
+                                   description="inspecting videos")
         finally:
             cache.save(set(rels))
-        if progress is not None and task is not None:
-            progress.update(task, completed=len(files))
-        if not found:
-            why = (f"{len(self.skipped)} could not be read, e.g. {next(iter(self.skipped.values()))}"
-                   if self.skipped else f"{self.short_videos} shorter than min_frames={p.min_frames}")
+        if not picked.videos:
+            why = (f"{len(picked.skipped)} could not be read, e.g. {next(iter(picked.skipped.values()))}"
+                   if picked.skipped else f"{picked.short} shorter than min_frames={p.min_frames}")
             raise DataError(f"no usable video under {self.root}: {why}",
                             "check the files (and min_frames)")
-        self._videos = [found[i] for i in sorted(found)]
-        return self._videos
+        self._picked = picked
+        return picked.videos
 
     def videos(self, subset: str | None = None) -> list[VideoRecord]:
         if subset not in (None, "all"):
             raise ComponentError(f"video-folder has no subset {subset!r}", "use 'all' (or leave it out)")
-        return self._videos if self._videos is not None else self._scan(None)
+        return self._picked.videos if self._picked is not None else self._scan(None)
 
     def stats(self) -> dict[str, int]:
-        videos = self.videos()
-        return {"videos": len(videos), "skipped_bad_videos": len(self.skipped),
-                "skipped_short_videos": self.short_videos}
+        self.videos()
+        assert self._picked is not None
+        return self._picked.stats()
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Video name -> why it was left out (`on_bad_video: skip`)."""
+        return self._picked.skipped if self._picked is not None else {}
 
 
 @hookimpl

@@ -13,6 +13,8 @@ import torch
 from rich.progress import Progress
 from torch import Tensor, nn
 
+from ssl_core.errors import ComponentError
+
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
 
 
@@ -70,6 +72,15 @@ class Encoder(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, x: Tensor) -> Tensor: ...
+
+    def checked_feature_dim(self) -> int:
+        """`feature_dim`, checked: objectives size their heads with it, and a missing one
+        would otherwise surface as a shape error deep inside the first step."""
+        dim = getattr(self, "feature_dim", None)
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            raise ComponentError(f"encoder {type(self).__name__} has no positive integer `feature_dim`",
+                                 "an Encoder must set feature_dim to the size of its pooled features")
+        return dim
 
     @abstractmethod
     def feature_maps(self, x: Tensor) -> dict[str, Tensor]:

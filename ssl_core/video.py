@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+import zlib
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -99,6 +100,60 @@ class VideoDataset(Dataset):
             out += [ImageRecord(path=p, label=video.label, group=video.name, meta={"frame": i})
                     for i, p in enumerate(video.frames)]
         return out
+
+
+@dataclass
+class VideoSelection:
+    """What `select_videos` kept and left out; `stats()` is what a run's results record."""
+
+    videos: list[VideoRecord]
+    #: video name -> why it could not be read (on_bad_video: skip)
+    skipped: dict[str, str]
+    #: videos left out as shorter than min_frames
+    short: int
+
+    def stats(self) -> dict[str, int]:
+        return {"videos": len(self.videos), "skipped_bad_videos": len(self.skipped),
+                "skipped_short_videos": self.short}
+
+
+def select_videos(names: Sequence[str], read: Callable[[int], VideoRecord], *, min_frames: int,
+                  on_bad_video: str, max_videos: int | None = None, progress: Any | None = None,
+                  description: str = "reading videos") -> VideoSelection:
+    """Read video `i` of `names` with `read(i)`, keeping those with `min_frames`+ frames.
+
+    A `DataError` from `read` stops the scan (`on_bad_video: error`) or is counted
+    (`skip`). With `max_videos`, videos are read in a stable order (a hash of the name, so
+    every machine picks the same subset whatever else the folder holds) until that many
+    are kept; a bad one is then replaced by the next. Kept videos stay in `names` order.
+    """
+    order = list(range(len(names)))
+    if max_videos is not None:
+        order.sort(key=lambda i: (zlib.crc32(names[i].encode()), names[i]))
+    task = progress.add_task(description, total=len(names), info="") if progress is not None else None
+    skipped: dict[str, str] = {}
+    short = 0
+    found: dict[int, VideoRecord] = {}
+    for i in order:
+        if max_videos is not None and len(found) >= max_videos:
+            break
+        try:
+            video = read(i)
+        except DataError as exc:
+            if on_bad_video == "error":
+                raise
+            skipped[names[i]] = exc.message
+            continue
+        finally:
+            if progress is not None and task is not None:
+                progress.advance(task)
+        if video.num_frames < min_frames:
+            short += 1
+            continue
+        found[i] = video
+    if progress is not None and task is not None:
+        progress.update(task, completed=len(names))
+    return VideoSelection([found[i] for i in sorted(found)], skipped, short)
 
 
 # --- decoding -------------------------------------------------------------------------------

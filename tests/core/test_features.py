@@ -100,6 +100,19 @@ def test_workers_match_main_process(tmp_path: Path) -> None:
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
+def test_channels_last_gives_the_same_features_and_leaves_the_encoder_as_it_was(tmp_path: Path) -> None:
+    ps = _probe_set(_write_images(tmp_path, 6))
+    enc = TinyEncoder()
+    nchw = extract_features(enc, ps, batch_size=4, progress=False, channels_last=False)
+    assert enc.conv.weight.is_contiguous()
+    nhwc = extract_features(enc, ps, batch_size=4, progress=False, channels_last=True)
+    np.testing.assert_allclose(nhwc, nchw, rtol=1e-5, atol=1e-6)
+    assert enc.conv.weight.is_contiguous(), "the encoder's memory format is restored"
+    enc.to(memory_format=torch.channels_last)
+    extract_features(enc, ps, batch_size=4, progress=False)  # auto: NHWC on CPU
+    assert enc.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_preprocessing_is_resize_totensor_normalize(tmp_path: Path) -> None:
     paths = _write_images(tmp_path, 1, size=(40, 30))
     ps = _probe_set(paths, size=(12, 20))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ssl_core import DataError
-from ssl_core.video import VideoRecord, inspect_video, read_frames, xywh_to_xyxy
+from ssl_core.video import VideoRecord, inspect_video, read_frames, select_videos, xywh_to_xyxy
 
 
 def write_mp4(path: Path, frames: int, width: int, height: int = 32) -> Path:
@@ -49,3 +49,26 @@ def test_xywh_boxes_become_corners_and_absent_targets_nan() -> None:
     out = xywh_to_xyxy(np.array([[1, 2, 3, 4], [0, 0, 0, 0], [5, 5, np.nan, 1]]))
     assert out[0].tolist() == [1, 2, 4, 6]
     assert np.isnan(out[1:]).all()
+
+
+def test_select_videos_keeps_a_stable_subset_and_replaces_bad_ones() -> None:
+    names = [f"v{i}" for i in range(20)]
+    lengths = {"v3": 1}  # too short: counted, not kept
+
+    def read(i: int) -> VideoRecord:
+        if names[i] == "v5":
+            raise DataError("cannot decode video v5.mp4: broken")
+        return VideoRecord(names[i], Path(names[i]), lengths.get(names[i], 8))
+
+    every = select_videos(names, read, min_frames=2, on_bad_video="skip")
+    assert [v.name for v in every.videos] == [n for n in names if n not in ("v3", "v5")]
+    assert every.stats() == {"videos": 18, "skipped_bad_videos": 1, "skipped_short_videos": 1}
+    assert every.skipped == {"v5": "cannot decode video v5.mp4: broken"}
+
+    some = select_videos(names, read, min_frames=2, on_bad_video="skip", max_videos=6)
+    again = select_videos(list(reversed(names)), lambda i: read(19 - i), min_frames=2,
+                          on_bad_video="skip", max_videos=6)
+    assert len(some.videos) == 6 and {v.name for v in some.videos} == {v.name for v in again.videos}
+    assert [v.name for v in some.videos] == sorted((v.name for v in some.videos), key=names.index)
+    with pytest.raises(DataError, match="v5.mp4"):
+        select_videos(names, read, min_frames=2, on_bad_video="error")

@@ -398,3 +398,29 @@ def test_ranks_share_the_tracking_out(tmp_path: Path) -> None:
     assert [r["searched"] for r in res] == [3, 3]  # one clip each, then read from the cache
     assert res[0]["items"] == res[1]["items"] and res[0]["items"]
     assert [r["cached"] for r in res] == [1, 1]
+
+
+@pytest.mark.parametrize("map_size", [(3, 3), (14, 14), (5, 9), (1, 4)])
+def test_roi_align_mean_equals_torchvision_values_and_gradients(map_size: tuple[int, int]) -> None:
+    """The separable ROI-align (region-moco trains through it) is torchvision's roi_align
+    averaged over its cells, boxes partly or wholly outside the map included."""
+    from torchvision.ops import roi_align
+
+    from sslc_plugins.region_tracker.features import roi_align_mean
+
+    h, w = map_size
+    g = torch.Generator().manual_seed(h * 100 + w)
+    maps = torch.randn(3, 8, h, w, dtype=torch.float64, generator=g, requires_grad=True)
+    width = 16 * w
+    corner = torch.rand(3, 5, 2, dtype=torch.float64, generator=g) * width * 1.2 - width * 0.1
+    extent = torch.rand(3, 5, 2, dtype=torch.float64, generator=g) * width * 0.8
+    boxes = list(torch.cat([corner, corner + extent], -1))
+    want = roi_align(maps, boxes, 7, spatial_scale=1 / 16, sampling_ratio=2, aligned=True).mean(dim=(2, 3))
+    got = roi_align_mean(maps, boxes, 1 / 16)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    weights = torch.randn(want.shape, dtype=torch.float64, generator=g)
+    (want_grad,) = torch.autograd.grad((want * weights).sum(), maps)
+    (got_grad,) = torch.autograd.grad((got * weights).sum(), maps)
+    torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=1e-12)
+    ragged = roi_align_mean(maps, [boxes[0][:2], boxes[1][:0], boxes[2]], 1 / 16)
+    torch.testing.assert_close(ragged, torch.cat([want[:2], want[10:]]), rtol=0, atol=1e-12)

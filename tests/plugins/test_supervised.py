@@ -77,6 +77,14 @@ def test_contract_and_params() -> None:
         registry.create("objective", {"type": "supervised", "num_classes": 1})
 
 
+def test_an_encoder_without_feature_dim_is_refused_by_name() -> None:
+    class NoDim(TinyEncoder):
+        feature_dim = 0
+
+    with pytest.raises(ComponentError, match="encoder NoDim has no positive integer `feature_dim`"):
+        objective().bind(NoDim())
+
+
 def test_loss_is_cross_entropy_of_the_linear_head_and_key_is_unused() -> None:
     torch.manual_seed(0)
     obj, enc = objective(label_smoothing=0.1), TinyEncoder()
