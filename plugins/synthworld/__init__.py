@@ -29,6 +29,10 @@ class SynthWorldParams(Params):
     parts: list[PartName] | None = Field(
         default=None, description="parts to render, comma-separated on the command line: "
         f"{', '.join(PARTS)} (default: all)")
+    aloi_objects: int | None = Field(
+        default=None, ge=1, description="render only ALOI objects 1..N (default: all of the size "
+        "preset's); they are the same images as in the whole part, so probes with max_objects <= N "
+        "measure the same")
     cache_dir: Path | None = None
 
     @field_validator("parts", mode="before")
@@ -63,7 +67,12 @@ class SynthWorld(Dataset):
     def prepare(self, progress: Any | None = None) -> None:
         """Render the parts asked for that are not cached yet (the others are kept)."""
         render_world(self.root, self.params.size, self.params.seed, progress=progress,
-                     parts=self.params.parts)
+                     parts=self.params.parts, limits=self.limits)
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """Parts rendered only in part: part -> first N jobs."""
+        return {} if self.params.aloi_objects is None else {"aloi": self.params.aloi_objects}
 
     def records(self, subset: str | None = None) -> list[ImageRecord]:
         subset = subset or self.subsets[0]
@@ -88,7 +97,8 @@ class SynthWorld(Dataset):
 
     def describe(self) -> dict[str, Any]:
         return {"type": "synthworld", "root": str(self.root), "size": self.params.size,
-                "seed": self.params.seed, "parts": self.params.parts or list(PARTS)}
+                "seed": self.params.seed, "parts": self.params.parts or list(PARTS),
+                **({"limits": self.limits} if self.limits else {})}
 
 
 def synthesize(size: str = "small", seed: int = 0, cache_dir: Path | None = None,

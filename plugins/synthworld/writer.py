@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +59,10 @@ class Part:
     config: Callable[[str], dict[str, Any]]  # size -> what the part's files depend on
     finish: Callable[[Path, int, str, list[Any]], Any] | None = None  # indexes that need every job
     version: str = "1"  # bump when this part's generator changes: only this part re-renders
+    #: what one job renders, when a world may render only the first N jobs of this part
+    #: (`limits`); each job's bytes do not depend on the others, so those N are the same
+    #: as in the whole part
+    limit_unit: str | None = None
 
 
 def _fields(*names: str) -> Callable[[str], dict[str, Any]]:
@@ -228,7 +232,7 @@ PARTS: dict[str, Part] = {
                      _fields("train_instances", "train_per_instance", "val_instances",
                              "val_per_instance", "image_size"), _imagenet_finish),
     "aloi": Part(("aloi",), lambda size: [("aloi", o) for o in range(1, SIZES[size].aloi_objects + 1)],
-                 _aloi_run, _aloi_weight, _fields("aloi_objects", "aloi_size")),
+                 _aloi_run, _aloi_weight, _fields("aloi_objects", "aloi_size"), limit_unit="objects"),
     "got10k": Part(("GOT-10k",), lambda size: [("got10k", n) for n in range(1, SIZES[size].got_sequences + 1)],
                    _got_run, _got_weight, _fields("got_sequences", "got_frames", "got_size"), _got_finish),
     "pascal3d": Part(("PASCAL3D+_release1.1",), _pascal_jobs, _pascal_run, lambda job, size: 5,
@@ -261,31 +265,60 @@ def manifest_path(root: Path, part: str) -> Path:
     return Path(root) / f"{part}.json"
 
 
-def expected_manifest(part: str, size: str, seed: int) -> dict[str, Any]:
+def expected_manifest(part: str, size: str, seed: int, limit: int | None = None) -> dict[str, Any]:
     spec = PARTS[part]
-    return {"generator": "sslc synthworld", "renderer_version": RENDERER_VERSION,
-            "layout_version": LAYOUT_VERSION, "part": part, "part_version": spec.version,
-            "size": size, "seed": int(seed), "config": spec.config(size)}
+    manifest = {"generator": "sslc synthworld", "renderer_version": RENDERER_VERSION,
+                "layout_version": LAYOUT_VERSION, "part": part, "part_version": spec.version,
+                "size": size, "seed": int(seed), "config": spec.config(size)}
+    if limit is not None:
+        manifest["limit"] = int(limit)
+    return manifest
 
 
-def part_complete(root: Path, part: str, size: str, seed: int) -> bool:
-    """True when root holds this part finished, for these params, by this generator."""
+def check_limits(limits: Mapping[str, int] | None, size: str) -> dict[str, int]:
+    """`limits` (part -> first N jobs) checked against the parts and the size preset."""
+    out: dict[str, int] = {}
+    for part, n in (limits or {}).items():
+        unit = PARTS[part].limit_unit if part in PARTS else None
+        if unit is None:
+            limited = [p for p, spec in PARTS.items() if spec.limit_unit]
+            raise DataError(f"synthworld part {part!r} cannot be rendered in part",
+                            f"limit only {', '.join(limited)}")
+        total = len(PARTS[part].jobs(size))
+        if not 1 <= int(n) <= total:
+            raise DataError(f"synthworld {size} has {total} {part} {unit}; asked for the first {n}",
+                            f"ask for 1 to {total} {unit}, or leave the limit out for all")
+        if int(n) < total:
+            out[part] = int(n)
+    return out
+
+
+def part_complete(root: Path, part: str, size: str, seed: int, limit: int | None = None) -> bool:
+    """True when root holds this part finished, for these params, by this generator: all
+    of it, or (`limit`) at least its first `limit` jobs."""
     try:
         manifest = json.loads(manifest_path(root, part).read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(manifest, dict):
+        return False
     want = expected_manifest(part, size, seed)
-    return isinstance(manifest, dict) and all(
-        json.dumps(manifest.get(k), sort_keys=True) == json.dumps(v, sort_keys=True) for k, v in want.items())
+    same = all(json.dumps(manifest.get(k), sort_keys=True) == json.dumps(v, sort_keys=True)
+               for k, v in want.items())
+    have = manifest.get("limit")  # None: the whole part
+    return same and (have is None or (limit is not None and isinstance(have, int) and have >= limit))
 
 
-def is_complete(root: Path, size: str, seed: int, parts: Iterable[str] | None = None) -> bool:
+def is_complete(root: Path, size: str, seed: int, parts: Iterable[str] | None = None,
+                limits: Mapping[str, int] | None = None) -> bool:
     """True when every part asked for (None: all) is complete at root."""
-    return all(part_complete(root, p, size, seed) for p in resolve_parts(parts))
+    return not missing_parts(root, size, seed, parts, limits)
 
 
-def missing_parts(root: Path, size: str, seed: int, parts: Iterable[str] | None = None) -> list[str]:
-    return [p for p in resolve_parts(parts) if not part_complete(root, p, size, seed)]
+def missing_parts(root: Path, size: str, seed: int, parts: Iterable[str] | None = None,
+                  limits: Mapping[str, int] | None = None) -> list[str]:
+    limits = limits or {}
+    return [p for p in resolve_parts(parts) if not part_complete(root, p, size, seed, limits.get(p))]
 
 
 def _run_job(args: tuple[str, Path, int, str, Job]) -> tuple[str, Job, Any, float]:
@@ -315,14 +348,17 @@ def _results(args: list[tuple[str, Path, int, str, Job]],
 
 def render_world(root: Path, size: str, seed: int, workers: int | None = None,
                  progress: Any | None = None, on_done: Callable[[float], None] | None = None,
-                 parts: Iterable[str] | None = None) -> Path:
+                 parts: Iterable[str] | None = None, limits: Mapping[str, int] | None = None) -> Path:
     """Render the parts asked for (None: all) of the world (size, seed) into `root`; parts
-    already complete there are kept as they are. The caller holds the world's lock
-    (`ssl_core.locking.world_lock`) when other processes may render the same world."""
+    already complete there are kept as they are. `limits` renders only the first N jobs
+    of a part (`Part.limit_unit`), the same bytes as in the whole part. The caller holds
+    the world's lock (`ssl_core.locking.world_lock`) when other processes may render the
+    same world."""
     if size not in SIZES:
         raise DataError(f"unknown synthworld size {size!r}", f"use one of: {', '.join(SIZES)}")
     root = Path(root)
-    missing = missing_parts(root, size, seed, parts)
+    limits = check_limits(limits, size)
+    missing = missing_parts(root, size, seed, parts, limits)
     if not missing:
         return root
     root.mkdir(parents=True, exist_ok=True)
@@ -331,7 +367,7 @@ def render_world(root: Path, size: str, seed: int, workers: int | None = None,
     folders = {p: Path(tempfile.mkdtemp(prefix=f".{os.getpid()}.{p}.", suffix=".tmp", dir=root))
                for p in missing}
     try:
-        jobs = [(p, job) for p in missing for job in PARTS[p].jobs(size)]
+        jobs = [(p, job) for p in missing for job in PARTS[p].jobs(size)[:limits.get(p)]]
         # the slow ones first, so that the pool's workers finish together
         jobs.sort(key=lambda pj: -PARTS[pj[0]].weight(pj[1], size))
         left = Counter(p for p, _ in jobs)
@@ -356,7 +392,7 @@ def render_world(root: Path, size: str, seed: int, workers: int | None = None,
                 progress.advance(task, PARTS[part].weight(job, size))
             if left[part] == 0:  # done: move it into place now, so an interruption keeps it
                 _finish_part(root, folders[part], part, size, seed, results[part], cpu[part],
-                             started, workers)
+                             started, workers, limits.get(part))
     finally:
         for folder in folders.values():
             if folder.exists():
@@ -367,11 +403,11 @@ def render_world(root: Path, size: str, seed: int, workers: int | None = None,
 
 
 def _finish_part(root: Path, folder: Path, part: str, size: str, seed: int, results: list[Any],
-                 cpu_seconds: float, started: float, workers: int) -> None:
+                 cpu_seconds: float, started: float, workers: int, limit: int | None = None) -> None:
     """Write the part's indexes, swap its folders in (replacing stale ones), then its manifest."""
     spec = PARTS[part]
     counts = spec.finish(folder, seed, size, results) if spec.finish is not None else None
-    if part_complete(root, part, size, seed):  # another process finished it first: keep theirs
+    if part_complete(root, part, size, seed, limit):  # another process finished it first: keep theirs
         return
     manifest_path(root, part).unlink(missing_ok=True)
     for name in spec.folders:
@@ -384,7 +420,7 @@ def _finish_part(root: Path, folder: Path, part: str, size: str, seed: int, resu
             os.replace(folder / name, target)
     legacy = root / LEGACY_MANIFEST
     legacy.unlink(missing_ok=True)  # a layout-3 world.json would claim parts it never checked
-    manifest = expected_manifest(part, size, seed)
+    manifest = expected_manifest(part, size, seed, limit)
     manifest.update(counts={"jobs": len(results), **(counts or {})}, cpu_seconds=round(cpu_seconds, 2),
                     seconds=round(time.perf_counter() - started, 2), workers=workers)
     write_json(manifest_path(root, part), manifest)

@@ -8,8 +8,11 @@ answer without importing torch, and Ctrl-C at any point of start-up is caught be
 from __future__ import annotations
 
 import errno
+import os
 import re
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,10 +32,41 @@ def user_message(exc: SslcError) -> str:
     return text
 
 
+#: seconds a Ctrl-C may take to end sslc through KeyboardInterrupt before it is ended at once
+SWALLOWED_INTERRUPT_GRACE_S = 10.0
+_reported = threading.Event()
+
+
 def _interrupted() -> None:
+    _reported.set()
     sys.stderr.write(f"\n{INTERRUPTED}\n")
     sys.stderr.flush()
     sys.exit(130)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C raises KeyboardInterrupt as usual, and arms a watchdog: Python drops a
+    KeyboardInterrupt raised while it runs a finaliser (`__del__`, a weakref callback: the
+    garbage collector runs them at any time, imports included), and a library's bare
+    `except:` can swallow one. The run would then go on; the watchdog ends it instead.
+    Whatever was written is safe: sslc writes files atomically."""
+    watchdog = threading.Timer(SWALLOWED_INTERRUPT_GRACE_S, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    raise KeyboardInterrupt
+
+
+def _exit_now() -> None:
+    if not _reported.is_set():
+        sys.stderr.write(f"\n{INTERRUPTED}\n")
+        sys.stderr.flush()
+    os._exit(130)
+
+
+def install_interrupt_handler() -> None:
+    """Ctrl-C for the `sslc` process (main thread only): see `_on_sigint`."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _error(message: str, code: int = 2) -> None:
@@ -74,6 +108,7 @@ def _run(argv: list[str] | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `sslc` console script."""
     try:
+        install_interrupt_handler()
         _run(argv)
     except KeyboardInterrupt:
         _interrupted()

@@ -339,3 +339,25 @@ def test_a_world_being_rendered_is_locked(sslc) -> None:
         proc.wait()
     assert_user_error(result, f"world {root} is in use by pid {proc.pid}", "rendering this world")
     assert not root.exists()  # nothing was rendered beside the other renderer
+
+
+SWALLOWS = """\
+import os, signal, sys, time
+from ssl_core import cli
+cli.SWALLOWED_INTERRUPT_GRACE_S = 0.5
+cli.install_interrupt_handler()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    pass  # lost, as in a finaliser or a library's bare `except:`
+print("carried on", flush=True)
+time.sleep(60)
+sys.exit(0)
+"""
+
+
+def test_a_swallowed_ctrl_c_still_ends_sslc_with_exit_130() -> None:
+    proc = subprocess.run([sys.executable, "-c", SWALLOWS], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 130, proc.stderr
+    assert "carried on" in proc.stdout and "interrupted" in proc.stderr

@@ -240,6 +240,33 @@ def test_cache_is_reused_and_incomplete_parts_are_rerendered(tmp_path: Path, mon
     assert not [p for p in root.iterdir() if p.name.startswith(".")]
 
 
+def test_aloi_rendered_in_part_is_the_same_images_and_a_whole_part_serves_it(
+        tmp_path: Path, monkeypatch) -> None:
+    micro = common.SizeConfig(1, 1, 0, 0, 32, 3, 0, 4, (48, 64), 0, 0, (48, 64), supersample=1,
+                              categories=("mug", "car"), aloi_size=(24, 32))
+    monkeypatch.setitem(common.SIZES, "tiny", micro)
+    part_root = writer.world_root(tmp_path / "part", "tiny", 5)
+    writer.render_world(part_root, "tiny", 5, workers=1, parts=["aloi"], limits={"aloi": 2})
+    assert sorted(p.name for p in (part_root / "aloi" / "aloi_red2_view").iterdir()) == ["1", "2"]
+    assert json.loads((part_root / "aloi.json").read_text())["limit"] == 2
+    assert writer.part_complete(part_root, "aloi", "tiny", 5, limit=2)
+    assert writer.part_complete(part_root, "aloi", "tiny", 5, limit=1)
+    assert not writer.part_complete(part_root, "aloi", "tiny", 5, limit=3)
+    assert not writer.part_complete(part_root, "aloi", "tiny", 5)  # the whole part is asked for
+    whole_root = writer.world_root(tmp_path / "whole", "tiny", 5)
+    writer.render_world(whole_root, "tiny", 5, workers=1, parts=["aloi"])
+    for png in (part_root / "aloi").rglob("*.png"):
+        assert png.read_bytes() == (whole_root / png.relative_to(part_root)).read_bytes(), png
+    assert writer.part_complete(whole_root, "aloi", "tiny", 5, limit=2)  # a whole part serves any limit
+    writer.render_world(part_root, "tiny", 5, workers=1, parts=["aloi"])  # more asked: rendered again
+    assert len(list((part_root / "aloi" / "aloi_red2_view").iterdir())) == 3
+    assert "limit" not in json.loads((part_root / "aloi.json").read_text())
+    with pytest.raises(DataError, match="has 3 aloi objects; asked for the first 4"):
+        writer.render_world(part_root, "tiny", 5, parts=["aloi"], limits={"aloi": 4})
+    with pytest.raises(DataError, match="part 'got10k' cannot be rendered in part"):
+        writer.render_world(part_root, "tiny", 5, parts=["got10k"], limits={"got10k": 1})
+
+
 def test_bad_size_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown synthworld size"):
         synthworld.synthesize("huge", 0, cache_dir=tmp_path)
