@@ -13,8 +13,9 @@ label records (`voc2007-cropped-boxes`) are one-vs-rest over their labels. The
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,13 +94,9 @@ def _svm(cost: float, seed: int) -> Any:
 def cross_val_ap(x: np.ndarray, y: np.ndarray, cost: float, folds: int, seed: int) -> float:
     """Mean average precision of `folds`-fold cross-validation (sklearn's stratified folds,
     unshuffled, as the benchmark's `cross_val_score(cv=3)`); NaN when undefined."""
-    from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
     from sklearn.model_selection import cross_val_score
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        warnings.simplefilter("ignore", UserWarning)  # folds with fewer positives than folds
+    with _quiet_sklearn():
         try:
             scores = cross_val_score(_svm(cost, seed), x, y, cv=folds, scoring="average_precision",
                                      error_score=np.nan)
@@ -108,13 +105,26 @@ def cross_val_ap(x: np.ndarray, y: np.ndarray, cost: float, folds: int, seed: in
     return float(np.mean(scores))
 
 
-def fit_and_score(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, cost: float, seed: int
-                  ) -> np.ndarray:
-    """Decision values on the test rows of the SVM fitted on all training rows."""
-    from sklearn.exceptions import ConvergenceWarning
+@contextlib.contextmanager
+def _quiet_sklearn() -> Iterator[None]:
+    """Silence liblinear's non-convergence at max_iter (the protocol's), undefined AP on a
+    fold without positives and folds with fewer positives than folds: expected on small
+    classes, and AP is NaN where it matters. `svm_sweep` enters this once in the calling
+    thread: the filters are process-wide, and entering them in each joblib thread would
+    restore them out of order and let warnings through."""
+    from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def fit_and_score(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, cost: float, seed: int
+                  ) -> np.ndarray:
+    """Decision values on the test rows of the SVM fitted on all training rows."""
+    with _quiet_sklearn():
         clf = _svm(cost, seed).fit(x, y)
     return np.asarray(clf.decision_function(x_test), dtype=np.float64)
 
@@ -149,13 +159,14 @@ def svm_sweep(train_x: np.ndarray, train_t: np.ndarray, test_x: np.ndarray, test
     parallel = Parallel(n_jobs=n_jobs, return_as="generator", prefer="threads")
     cv = np.full((n_cls, len(costs)), np.nan)
     pairs = [(c, k) for c in trainable for k in range(len(costs))]
-    for (c, k), ap in zip(pairs, advance(parallel(
-            delayed(cross_val_ap)(x, y[:, c], costs[k], folds, seed) for c, k in pairs)), strict=True):
-        cv[c, k] = ap
-    # the first best cost (np.argmax, as the benchmark); NaN folds never win
-    chosen = {c: float(costs[int(np.argmax(np.nan_to_num(cv[c], nan=-np.inf)))]) for c in trainable}
-    scores = advance(parallel(delayed(fit_and_score)(x, y[:, c], xt, chosen[c], seed)
-                              for c in trainable))
+    with _quiet_sklearn():
+        for (c, k), ap in zip(pairs, advance(parallel(
+                delayed(cross_val_ap)(x, y[:, c], costs[k], folds, seed) for c, k in pairs)), strict=True):
+            cv[c, k] = ap
+        # the first best cost (np.argmax, as the benchmark); NaN folds never win
+        chosen = {c: float(costs[int(np.argmax(np.nan_to_num(cv[c], nan=-np.inf)))]) for c in trainable}
+        scores = advance(parallel(delayed(fit_and_score)(x, y[:, c], xt, chosen[c], seed)
+                                  for c in trainable))
     ap = np.full(n_cls, np.nan)
     for c, s in zip(trainable, scores, strict=True):
         keep = test_t[:, c] != 0  # difficult excluded at test

@@ -142,3 +142,18 @@ def test_evaluator_on_full_images_and_cropped_boxes(tmp_path: Path, kind: str) -
 def test_bad_costs_are_component_errors() -> None:
     with pytest.raises(ComponentError, match="costs"):
         get_registry().create("evaluator", {"type": "voc07-svm", "costs": []})
+
+
+def test_the_sweep_prints_no_sklearn_warnings_from_its_threads() -> None:
+    """Non-convergence at max_iter is the protocol's: parallel fits must not leak it."""
+    import warnings
+
+    from sslc_plugins.voc07_svm import svm_sweep
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 16))
+    t = np.where(rng.random((60, 4)) < 0.3, 1, -1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        svm_sweep(x, t, x[:20], t[:20], costs=(1e3, 1e4, 1e5), n_jobs=2)
+    assert not [w for w in caught if "sklearn" in (w.filename or "") or "Liblinear" in str(w.message)]
