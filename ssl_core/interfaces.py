@@ -38,6 +38,10 @@ class Dataset(ABC):
 
     #: names accepted by `records(subset)`, e.g. ("view", "ill", "col") for ALOI
     subsets: ClassVar[tuple[str, ...]] = ("all",)
+    #: parameters that choose how much is materialised, never what a file holds (a world
+    #: rendering part of a folder): left out of training fingerprints, so changing them
+    #: retrains nothing
+    content_neutral_params: ClassVar[tuple[str, ...]] = ()
     root: Path
 
     def prepare(self, progress: Progress | None = None) -> None:  # noqa: B027 - optional hook

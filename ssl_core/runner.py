@@ -137,13 +137,22 @@ class Runner:
         data: dict[str, Any] = {}
         if model.train is not None:
             data = {"dataset": self.resolved_config(self.recipe.datasets[model.train.dataset]),
-                    "world": self.recipe.world}
+                    "world": self._world_identity()}
             ref = model.train.sampler_encoder
             if ref is not None:  # the sampler's encoder shapes the pairs: its recipe does too
                 data["sampler_encoder"] = self._model_fingerprint(ref, self.recipe.models[ref])
         # how fast the data comes and how often we log do not change the weights
         speed_only = {"train": {"num_workers", "prefetch_factor", "log_every", "probe_every"}}
         return fingerprint(model.model_dump(mode="json", exclude=speed_only), data)
+
+    def _world_identity(self) -> dict[str, Any] | None:
+        """The world's config without the parameters its class declares content-neutral."""
+        world = self.recipe.world
+        if world is None:
+            return None
+        cls = self.registry.get("dataset", str(world.get("type")), where="world").cls
+        neutral = set(getattr(cls, "content_neutral_params", ()))
+        return {k: v for k, v in world.items() if k not in neutral}
 
     def _dir(self, seed: int | None) -> Path:
         return self.run_dir if seed is None else self.run_dir / f"{SEED_DIR_PREFIX}{seed}"

@@ -32,3 +32,21 @@ def test_force_with_other_stages_does_not_retrain(sslc, tmp_path: Path) -> None:
                "--quiet")
     assert res.code == 0, res.err
     assert ckpt.stat().st_mtime_ns != before[1]
+
+
+def test_a_worlds_content_neutral_params_stay_out_of_training_fingerprints(tmp_path: Path) -> None:
+    """Rendering fewer ALOI objects changes no file a model trains on: no retraining."""
+    require_plugins("synthworld")
+    from ssl_core.plugins import get_registry
+    from ssl_core.recipe import load_recipe
+    from ssl_core.runner import Runner
+
+    def identity(world: str) -> object:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(f"name: w\nworld: {world}\ndatasets: {{}}\nmodels: {{}}\n")
+        loaded = load_recipe(recipe, registry=get_registry())
+        return Runner(loaded, get_registry(), run_dir=tmp_path / "run")._world_identity()
+
+    plain = identity("{type: synthworld, size: tiny, parts: [aloi]}")
+    assert identity("{type: synthworld, size: tiny, parts: [aloi], aloi_objects: 2}") == plain
+    assert identity("{type: synthworld, size: tiny, parts: [aloi], seed: 3}") != plain
