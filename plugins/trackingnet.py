@@ -26,12 +26,11 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ssl_core import (
-    ComponentError,
     DataError,
     Params,
     Register,
+    SelectedVideoDataset,
     Track,
-    VideoDataset,
     VideoRecord,
     VideoSelection,
     hookimpl,
@@ -127,15 +126,17 @@ def parse_anno(path: Path) -> np.ndarray:
     raise AssertionError("unreachable: every line parsed")  # pragma: no cover
 
 
-class TrackingNet(VideoDataset):
+class TrackingNet(SelectedVideoDataset):
     """TrackingNet videos (frame folders) with their annotated box as the main track."""
 
     subsets: ClassVar[tuple[str, ...]] = ("all",)
+    dataset_name = "trackingnet"
+    subset_hint = ("use 'all' (or leave it out); choose chunks with `chunks` and "
+                   "train/test with `split`")
 
     def __init__(self, params: TrackingNetParams) -> None:
         self.params = params
         self.root = Path(params.root).expanduser()
-        self._picked: VideoSelection | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -226,11 +227,7 @@ class TrackingNet(VideoDataset):
 
     # -- the dataset ----------------------------------------------------------------------
 
-    def prepare(self, progress: Any | None = None) -> None:
-        """Read every (selected) video's frame list and annotation once, checking them."""
-        self._scan(progress)
-
-    def _scan(self, progress: Any | None) -> list[VideoRecord]:
+    def select(self, progress: Any | None) -> VideoSelection:
         p = self.params
         candidates = [(chunk, name) for chunk in self.chunk_dirs() for name in self._candidates(chunk)]
         picked = select_videos([name for _, name in candidates],
@@ -244,25 +241,7 @@ class TrackingNet(VideoDataset):
             raise DataError(f"no readable TrackingNet video with {p.min_frames}+ frames in "
                             f"{', '.join(str(c) for c in self.chunk_dirs())}{why}",
                             "check root and split (and min_frames)")
-        self._picked = picked
-        return picked.videos
-
-    def videos(self, subset: str | None = None) -> list[VideoRecord]:
-        if subset not in (None, "all"):
-            raise ComponentError(f"trackingnet has no subset {subset!r}",
-                                 "use 'all' (or leave it out); choose chunks with `chunks` and "
-                                 "train/test with `split`")
-        return self._picked.videos if self._picked is not None else self._scan(None)
-
-    def stats(self) -> dict[str, int]:
-        self.videos()
-        assert self._picked is not None
-        return self._picked.stats()
-
-    @property
-    def skipped(self) -> dict[str, str]:
-        """Video name -> why it was left out (`on_bad_video: skip`)."""
-        return self._picked.skipped if self._picked is not None else {}
+        return picked
 
 
 @hookimpl

@@ -20,11 +20,10 @@ from pydantic import Field
 
 from ssl_core import (
     VIDEO_SUFFIXES,
-    ComponentError,
     DataError,
     Params,
     Register,
-    VideoDataset,
+    SelectedVideoDataset,
     VideoRecord,
     VideoSelection,
     cache_dir,
@@ -118,19 +117,15 @@ class InspectionCache:
             pass
 
 
-class VideoFolder(VideoDataset):
+class VideoFolder(SelectedVideoDataset):
     """Video files under a folder, with optional sidecar tracks and folder labels."""
 
     subsets: ClassVar[tuple[str, ...]] = ("all",)
+    dataset_name = "video-folder"
 
     def __init__(self, params: VideoFolderParams) -> None:
         self.params = params
         self.root = Path(params.root).expanduser()
-        self._picked: VideoSelection | None = None
-
-    def prepare(self, progress: Any | None = None) -> None:
-        """Inspect every (selected) video once; the inspection is cached across runs."""
-        self._scan(progress)
 
     def _check_labels(self, files: list[Path]) -> None:
         """labels: folder needs every video inside a class folder (a layout error, never skipped)."""
@@ -169,7 +164,7 @@ class VideoFolder(VideoDataset):
                            label=path.parent.name if self.params.labels == "folder" else None,
                            meta={"size": size})
 
-    def _scan(self, progress: Any | None) -> list[VideoRecord]:
+    def select(self, progress: Any | None) -> VideoSelection:
         p = self.params
         if not self.root.is_dir():
             raise DataError(f"video-folder root {self.root} does not exist",
@@ -193,23 +188,7 @@ class VideoFolder(VideoDataset):
                    if picked.skipped else f"{picked.short} shorter than min_frames={p.min_frames}")
             raise DataError(f"no usable video under {self.root}: {why}",
                             "check the files (and min_frames)")
-        self._picked = picked
-        return picked.videos
-
-    def videos(self, subset: str | None = None) -> list[VideoRecord]:
-        if subset not in (None, "all"):
-            raise ComponentError(f"video-folder has no subset {subset!r}", "use 'all' (or leave it out)")
-        return self._picked.videos if self._picked is not None else self._scan(None)
-
-    def stats(self) -> dict[str, int]:
-        self.videos()
-        assert self._picked is not None
-        return self._picked.stats()
-
-    @property
-    def skipped(self) -> dict[str, str]:
-        """Video name -> why it was left out (`on_bad_video: skip`)."""
-        return self._picked.skipped if self._picked is not None else {}
+        return picked
 
 
 @hookimpl

@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "ensure_fits": "ssl_core.memory",
     "Params": "ssl_core.registry",
     "Track": "ssl_core.video",
+    "SelectedVideoDataset": "ssl_core.video",
     "VideoDataset": "ssl_core.video",
     "VideoRecord": "ssl_core.video",
     "VideoSelection": "ssl_core.video",
@@ -60,6 +61,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Track",
+    "SelectedVideoDataset",
     "VideoDataset",
     "VideoRecord",
     "VideoSelection",
@@ -154,6 +156,7 @@ if TYPE_CHECKING:
     from ssl_core.registry import Params
     from ssl_core.video import (
         VIDEO_SUFFIXES,
+        SelectedVideoDataset,
         Track,
         VideoDataset,
         VideoRecord,

@@ -156,6 +156,42 @@ def select_videos(names: Sequence[str], read: Callable[[int], VideoRecord], *, m
     return VideoSelection([found[i] for i in sorted(found)], skipped, short)
 
 
+class SelectedVideoDataset(VideoDataset):
+    """A VideoDataset whose videos `select()` chooses once (with `select_videos`):
+    `prepare`, `videos`, `stats` and `skipped` come from that selection."""
+
+    #: the registered name, and the hint, of the error for a subset other than "all"
+    dataset_name: ClassVar[str] = "this dataset"
+    subset_hint: ClassVar[str] = "use 'all' (or leave it out)"
+    _picked: VideoSelection | None = None
+
+    @abstractmethod
+    def select(self, progress: Any | None) -> VideoSelection:
+        """Find and check the videos; a DataError when none is usable."""
+
+    def prepare(self, progress: Any | None = None) -> None:
+        self._picked = self.select(progress)
+
+    def videos(self, subset: str | None = None) -> list[VideoRecord]:
+        if subset not in (None, "all"):
+            from ssl_core.errors import ComponentError
+
+            raise ComponentError(f"{self.dataset_name} has no subset {subset!r}", self.subset_hint)
+        if self._picked is None:
+            self._picked = self.select(None)
+        return self._picked.videos
+
+    def stats(self) -> dict[str, int]:
+        self.videos()
+        assert self._picked is not None
+        return self._picked.stats()
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Video name -> why it was left out (`on_bad_video: skip`)."""
+        return self._picked.skipped if self._picked is not None else {}
+
+
 # --- decoding -------------------------------------------------------------------------------
 
 _READERS: OrderedDict[str, Any] = OrderedDict()
