@@ -101,6 +101,15 @@ class ResNetEncoder(Encoder):
         maps["pooled"] = torch.flatten(self.avgpool(x), 1)
         return maps
 
+    def feature_map(self, x: Tensor, layer: str) -> Tensor:
+        """One stage's map without running the stages after it."""
+        if layer not in _STAGES:
+            return self.feature_maps(x)[layer]
+        x = self._stem(x)
+        for name in _STAGES[:_STAGES.index(layer) + 1]:
+            x = getattr(self, name)(x)
+        return x
+
     def extra_repr(self) -> str:
         return f"arch={self.arch}, small_input={self.small_input}, feature_dim={self.feature_dim}"
 

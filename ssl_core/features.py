@@ -7,7 +7,8 @@ with the authors' preprocessing (crop the box, Resize, ToTensor, ImageNet Normal
 evaluators may ask for resize-shorter-side + center crop instead). Extraction dominates
 the cost of probing and evaluating, so results are cached under a key that covers
 everything they depend on: the encoder's identity, every image's path/box and file
-size/mtime (and, for probes, trajectory/label), and the preprocessing.
+size/mtime, and the preprocessing (not a probe's trajectories or labels: two probes over
+the same images share an entry).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -41,17 +43,28 @@ from ssl_core.progress import console, is_quiet
 PREPROCESS_VERSION = 2  # 2: 16-bit images scaled instead of clipped
 
 
+def build_geometry(image_size: tuple[int, int], resize: int | None = None) -> T.Compose:
+    """Resize to (h, w) with bilinear; with `resize`, the shorter side is resized to it and
+    the centre (h, w) is cropped instead (MoCo's linear-evaluation val transform: 256, then
+    224). PIL in, PIL out: the pixels before ToTensor."""
+    bilinear = T.InterpolationMode.BILINEAR
+    return T.Compose([T.Resize(tuple(image_size), interpolation=bilinear)] if resize is None
+                     else [T.Resize(int(resize), interpolation=bilinear), T.CenterCrop(tuple(image_size))])
+
+
 def build_transform(image_size: tuple[int, int], mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD, resize: int | None = None) -> T.Compose:
-    """Resize to (h, w) with bilinear, ToTensor, Normalize: the authors' preprocessing.
+    """`build_geometry`, ToTensor, Normalize: the authors' preprocessing."""
+    return T.Compose([*build_geometry(image_size, resize).transforms, T.ToTensor(), T.Normalize(mean, std)])
 
-    With `resize`, the shorter side is resized to it and the centre (h, w) is cropped
-    instead (MoCo's linear-evaluation val transform: 256, then 224)."""
-    bilinear = T.InterpolationMode.BILINEAR
-    geometry: list[Any] = ([T.Resize(tuple(image_size), interpolation=bilinear)] if resize is None
-                           else [T.Resize(int(resize), interpolation=bilinear),
-                                 T.CenterCrop(tuple(image_size))])
-    return T.Compose([*geometry, T.ToTensor(), T.Normalize(mean, std)])
+
+def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                     std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 as ToTensor then Normalize give, bit for bit (the same
+    operations in the same order)."""
+    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
+    return pixels.to(torch.float32).div(255).sub_(m).div_(s)
 
 
 @dataclass(frozen=True)
@@ -94,15 +107,25 @@ class RowImages(TorchDataset):
         self.records: list[ImageRecord] = _source_records(source)
         pre = _source_preprocessing(source)
         self.image_size = (int(pre.image_size[0]), int(pre.image_size[1]))
-        self.transform = build_transform(self.image_size, mean, std, pre.resize)
+        self.resize = pre.resize
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.geometry = build_geometry(self.image_size, pre.resize)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def pixels(self, index: int) -> torch.Tensor:
+        """Row `index` cropped and resized, uint8 (3, H, W): everything but the normalisation."""
         record = self.records[index]
-        img = crop_box(load_rgb(record.path), record.box, record.path)
-        return self.transform(img)
+        img = self.geometry(crop_box(load_rgb(record.path), record.box, record.path))
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return normalize_pixels(self.pixels(index)[None], self.mean, self.std)[0]
+
+    def memo_key(self) -> str:
+        """What the pixels depend on: the images (paths, boxes, file stats) and the geometry."""
+        return json.dumps([images_fingerprint(self.records), self.image_size, self.resize])
 
 
 class ProbeImages(RowImages):
@@ -128,10 +151,71 @@ class _LoaderItems(TorchDataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str, str]:
         try:
-            return self.images[index], "", ""
+            return self.images.pixels(index), "", ""
         except DataError as exc:
             h, w = self.images.image_size
-            return torch.zeros(3, h, w), exc.message, exc.hint or ""
+            return torch.zeros(3, h, w, dtype=torch.uint8), exc.message, exc.hint or ""
+
+
+class PreparedPixels:
+    """The uint8 pixels of recently featurised image sets, least recently used out first.
+
+    Probing or evaluating several models reads the same images with the same preprocessing
+    for each; decoding and resizing them is a quarter of extraction on CPU. Keeping the
+    pixels (a 64 px image is 12 KB) lets every model after the first skip it. In memory
+    only, per process, within `budget` bytes; a set larger than the budget is not kept.
+    """
+
+    def __init__(self, budget: int = 512 << 20) -> None:
+        self.budget = budget
+        self._sets: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._held = 0
+
+    def get(self, key: str) -> torch.Tensor | None:
+        pixels = self._sets.get(key)
+        if pixels is not None:
+            self._sets.move_to_end(key)
+        return pixels
+
+    def put(self, key: str, pixels: torch.Tensor) -> None:
+        size = pixels.numel() * pixels.element_size()
+        if size > self.budget or key in self._sets:
+            return
+        self._sets[key] = pixels
+        self._held += size
+        while self._held > self.budget:
+            _, old = self._sets.popitem(last=False)
+            self._held -= old.numel() * old.element_size()
+
+
+#: this process's prepared pixels (extract_features reads and fills it)
+PREPARED = PreparedPixels()
+
+
+def _pixel_batches(images: RowImages, batch_size: int, num_workers: int,
+                   pin: bool) -> Iterator[torch.Tensor]:
+    """uint8 batches of every row in order: from `PREPARED` when this process prepared the
+    same images before, else decoded (by `num_workers` processes) and kept there."""
+    key = images.memo_key()
+    kept = PREPARED.get(key)
+    if kept is not None:
+        for start in range(0, len(kept), batch_size):
+            yield kept[start:start + batch_size]
+        return
+    loader = DataLoader(_LoaderItems(images), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, persistent_workers=False, pin_memory=pin)
+    h, w = images.image_size
+    keep = len(images) * 3 * h * w <= PREPARED.budget
+    batches = []
+    for batch, messages, hints in loader:
+        for msg, hint in zip(messages, hints, strict=True):
+            if msg:
+                raise DataError(msg, hint or None)
+        if keep:
+            batches.append(batch)
+        yield batch
+    if keep:
+        PREPARED.put(key, torch.cat(batches))
 
 
 def default_device() -> torch.device:
@@ -151,17 +235,20 @@ def _feature_dtype(pre: Preprocessing) -> type[np.floating[Any]]:
 
 
 def feature_map(encoder: Encoder | torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
-    """The `layer` entry of `encoder.feature_maps(x)`, checked to be a 4-D map."""
+    """The `layer` entry of `encoder.feature_maps(x)` (through `Encoder.feature_map`, which
+    may stop at that layer), checked to be a 4-D map."""
     maps_fn = getattr(encoder, "feature_maps", None)
     if maps_fn is None:
         raise ComponentError(f"encoder {type(encoder).__name__} has no feature_maps(); cannot "
                              f"give its {layer!r} maps", "use an sslc Encoder (e.g. resnet50)")
-    maps = maps_fn(x)
-    if layer not in maps:
+    one_fn = getattr(encoder, "feature_map", None)
+    try:
+        out = one_fn(x, layer) if one_fn is not None else maps_fn(x)[layer]
+    except KeyError:
         raise ComponentError(f"encoder {type(encoder).__name__} has no feature map {layer!r}",
-                             f"set the evaluator's `layer` to one of: {', '.join(maps)}")
-    out = maps[layer]
+                             f"set the evaluator's `layer` to one of: {', '.join(maps_fn(x))}") from None
     if out.dim() != 4:
+        maps = maps_fn(x)
         spatial = [k for k, v in maps.items() if v.dim() == 4]
         raise ComponentError(f"encoder {type(encoder).__name__}'s {layer!r} output has shape "
                              f"{tuple(out.shape)}, not N x C x h x w",
@@ -224,14 +311,6 @@ def extract_features(
                     f"the features of {label} ({len(images)} rows x {dim})",
                     "use a smaller dataset, or an encoder with fewer feature dimensions")
     dev = torch.device(device) if device is not None else default_device()
-    loader = DataLoader(
-        _LoaderItems(images),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        persistent_workers=False,
-        pin_memory=dev.type == "cuda",
-    )
     was_training = encoder.training
     first = next(iter(encoder.parameters()), None)
     old_device = first.device if first is not None else dev
@@ -251,11 +330,8 @@ def extract_features(
                 default = (f"features {probe_set.probe}" if isinstance(probe_set, ProbeSet)
                            else f"features {probe_set.name}")
                 task = prog.add_task(description or default, total=len(images), info="")
-            for batch, messages, hints in loader:
-                for msg, hint in zip(messages, hints, strict=True):
-                    if msg:
-                        raise DataError(msg, hint or None)
-                x = batch.to(dev, non_blocking=True)
+            for batch in _pixel_batches(images, batch_size, num_workers, dev.type == "cuda"):
+                x = normalize_pixels(batch.to(dev, non_blocking=True), images.mean, images.std)
                 if nhwc:
                     x = x.contiguous(memory_format=torch.channels_last)
                 out = (encoder(x).flatten(1) if layer == "pooled"
@@ -314,19 +390,6 @@ def _file_stat(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def probe_set_fingerprint(probe_set: ProbeSet) -> str:
-    """sha256 over every row's path, box, trajectory, label and file size/mtime, in order."""
-    h = hashlib.sha256()
-    h.update(json.dumps([probe_set.probe, list(probe_set.image_size)]).encode())
-    for item in probe_set.items:
-        rec = item.record
-        row = [str(rec.path), list(rec.box) if rec.box is not None else None,
-               str(item.trajectory), str(item.label), _file_stat(rec.path)]
-        h.update(json.dumps(row).encode())
-        h.update(b"\n")
-    return h.hexdigest()
-
-
 def images_fingerprint(records: Sequence[ImageRecord]) -> str:
     """sha256 over every record's path, box and file size/mtime, in order: what its pixels
     depend on (labels and groups do not change features, so they are left out)."""
@@ -363,21 +426,14 @@ def rows_key_parts(encoder_id: str, rows: ImageRows, encoder: torch.nn.Module | 
     }
 
 
-def feature_key_parts(encoder_id: str, probe_set: ProbeSet, encoder: torch.nn.Module | None = None,
-                      mean: Sequence[float] = IMAGENET_MEAN,
-                      std: Sequence[float] = IMAGENET_STD,
+def feature_key_parts(encoder_id: str, source: FeatureSource, encoder: torch.nn.Module | None = None,
                       allow_tf32: bool = False) -> dict[str, Any]:
-    """Everything the features of `probe_set` depend on, as a JSON-able mapping."""
-    return {
-        "precision": "tf32" if allow_tf32 else "fp32",
-        "encoder_id": encoder_id,
-        "encoder_class": None if encoder is None else f"{type(encoder).__module__}.{type(encoder).__qualname__}",
-        "probe": probe_set.probe,
-        "rows": len(probe_set.items),
-        "probe_set": probe_set_fingerprint(probe_set),
-        "preprocess": {"image_size": list(probe_set.image_size), "mean": list(mean),
-                       "std": list(std), "version": PREPROCESS_VERSION},
-    }
+    """Everything the features of a ProbeSet or ImageRows depend on: the images and the
+    preprocessing, not what a probe makes of them (trajectories, labels), so probes and
+    evaluators reading the same images share one entry."""
+    rows = source if isinstance(source, ImageRows) else ImageRows(
+        source.probe, _source_records(source), _source_preprocessing(source))
+    return rows_key_parts(encoder_id, rows, encoder, allow_tf32=allow_tf32)
 
 
 class FeatureCache:
@@ -464,9 +520,7 @@ def features_for(
         return extract_features(encoder, probe_set, **extract_kwargs)
     store = cache if cache is not None else FeatureCache()
     tf32_on = bool(extract_kwargs.get("allow_tf32", False))
-    parts = (feature_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on)
-             if isinstance(probe_set, ProbeSet)
-             else rows_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on))
+    parts = feature_key_parts(encoder_id, probe_set, encoder, allow_tf32=tf32_on)
     dtype = _feature_dtype(_source_preprocessing(probe_set))
     return store.get_or_compute(parts, lambda: extract_features(encoder, probe_set, **extract_kwargs),
                                 dtype)

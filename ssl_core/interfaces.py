@@ -90,6 +90,12 @@ class Encoder(nn.Module, ABC):
     def feature_maps(self, x: Tensor) -> dict[str, Tensor]:
         """Intermediate maps by name (at least "layer3" for ROI pooling) and "pooled"."""
 
+    def feature_map(self, x: Tensor, layer: str) -> Tensor:
+        """The `layer` entry of `feature_maps(x)` (KeyError if there is none). Override it to
+        stop at that layer: the region tracker and layer evaluators need one map, and the
+        layers after it are wasted work."""
+        return self.feature_maps(x)[layer]
+
 
 class PairSampler(ABC):
     """Decides what counts as a positive pair."""

@@ -207,7 +207,110 @@ def _drop_inherited_readers() -> None:
     _INHERITED.extend(_READERS.values())
     _READERS.clear()
     _READERS_LOCK = threading.Lock()
+    DECODED._lock = threading.Lock()  # the decoded frames themselves stay: they are plain arrays
 
+
+#: environment variable: MiB of whole decoded videos each process keeps (0: none)
+CACHE_ENV = "SSLC_VIDEO_CACHE_MB"
+DEFAULT_CACHE_MB = 256
+#: a video is kept whole only if its frames take at most this share of the budget
+WHOLE_VIDEO_SHARE = 8
+
+
+class DecodedVideos:
+    """Whole decoded videos kept in memory, least recently used out first, one cache per
+    process (each DataLoader worker fills its own).
+
+    Samplers read two or three frames per item, and decord decodes each read from the
+    keyframe before it: on short videos drawn from again and again over the epochs, decoding
+    a video once and slicing it costs a fraction of that. A video is decoded whole once its
+    reads have cost as many decoded frames as it has (so at most twice what seeking alone
+    would have cost, however often it is read), and only when it takes at most 1/8 of the
+    budget, so long videos are always read by seeking. The frames are the same either way.
+    """
+
+    def __init__(self, budget_bytes: int | None = None) -> None:
+        self._budget = budget_bytes
+        self._videos: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._held = 0
+        self._spent: dict[str, int] = {}  # frames decoded by seeking so far
+        self._frame_bytes: dict[str, int] = {}
+        self._keyframes: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def budget(self) -> int:
+        if self._budget is None:
+            self._budget = _budget_from_env()
+        return self._budget
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            frames = self._videos.get(key)
+            if frames is not None:
+                self._videos.move_to_end(key)
+            return frames
+
+    def wants(self, key: str, num_frames: int) -> bool:
+        """Whether to decode `key` whole now: its reads have cost as much, and it fits."""
+        one = self._frame_bytes.get(key)
+        return (one is not None and self._spent.get(key, 0) >= num_frames
+                and num_frames * one * WHOLE_VIDEO_SHARE <= self.budget)
+
+    def count(self, key: str, reader: Any, ascending: Sequence[int], frame: np.ndarray) -> None:
+        """Add what one seeking read of `ascending` cost (decoded frames, estimated from
+        the keyframes: decord decodes from the keyframe before a frame unless it is already
+        there)."""
+        if key not in self._keyframes:
+            try:
+                self._keyframes[key] = np.asarray(reader.get_key_indices(), dtype=np.int64)
+            except Exception:  # no index: count as if every frame were a keyframe
+                self._keyframes[key] = np.zeros(0, dtype=np.int64)
+        keys = self._keyframes[key]
+        cost, at = 0, -1
+        for i in ascending:
+            k = int(np.searchsorted(keys, i, side="right")) - 1
+            before = int(keys[k]) if k >= 0 else i  # no keyframe at or before it: the frame alone
+            start = before if before > at else at + 1
+            cost += i - start + 1
+            at = i
+        self._spent[key] = self._spent.get(key, 0) + cost
+        self._frame_bytes.setdefault(key, int(frame.nbytes))
+
+    def put(self, key: str, frames: np.ndarray) -> None:
+        with self._lock:
+            if key in self._videos:
+                return
+            self._videos[key] = frames
+            self._held += frames.nbytes
+            while self._held > self.budget and self._videos:
+                self._held -= self._videos.popitem(last=False)[1].nbytes
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            frames = self._videos.pop(key, None)
+            if frames is not None:
+                self._held -= frames.nbytes
+        for table in (self._spent, self._frame_bytes, self._keyframes):
+            table.pop(key, None)
+
+
+def _budget_from_env() -> int:
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_MB << 20
+    try:
+        mb = float(raw)
+        if mb < 0:
+            raise ValueError
+    except ValueError:
+        raise DataError(f"{CACHE_ENV}={raw!r} is not a size in MiB",
+                        f"set {CACHE_ENV} to a number of MiB (0 keeps no decoded videos)") from None
+    return int(mb * (1 << 20))
+
+
+#: this process's decoded videos
+DECODED = DecodedVideos()
 
 os.register_at_fork(after_in_child=_drop_inherited_readers)
 
@@ -266,15 +369,17 @@ def inspect_video(path: Path) -> tuple[int, float, tuple[int, int]]:
 def _forget(path: Path) -> None:
     with _READERS_LOCK:
         _READERS.pop(str(path), None)
+    DECODED.forget(str(path))
 
 
-def read_frames(video: VideoRecord, indices: Sequence[int]) -> np.ndarray:
+def read_frames(video: VideoRecord, indices: Sequence[int], cache: DecodedVideos | None = None) -> np.ndarray:
     """Frames `indices` of `video` as uint8 (N, H, W, 3), in the order asked (repeats allowed).
 
     Video files are decoded in one `get_batch` call over the distinct indices in ascending
     order (decord then never seeks backwards, and decodes a repeated frame once; 1.5-3x
     faster than the asked order, see benchmarks/bench_video_decode.py), then put back in
-    the order asked; frame folders load each image.
+    the order asked; a short video read often comes from `cache` (default: this process's
+    `DECODED`) instead. Frame folders load each image.
     """
     idx = [int(i) for i in indices]
     bad = [i for i in idx if not 0 <= i < video.num_frames]
@@ -283,18 +388,34 @@ def read_frames(video: VideoRecord, indices: Sequence[int]) -> np.ndarray:
                         "check the sampler's frame gap against the video lengths")
     if not video.is_file:
         return np.stack([np.asarray(load_rgb(video.frames[i])) for i in idx])
-    reader = _reader(video.source)
+    cache = DECODED if cache is None else cache
+    key = str(video.source)
+    whole = cache.get(key)
+    if whole is None and cache.wants(key, video.num_frames):
+        whole = _decode(video.source, list(range(video.num_frames)))
+        cache.put(key, whole)
+    if whole is not None:
+        return whole[idx]
     ascending = sorted(set(idx))
-    try:
-        batch = np.asarray(reader.get_batch(ascending).asnumpy())
-    except Exception:  # decord 0.6 mis-strides some small widths (48, 72 px): OpenCV then
-        batch = _opencv_frames(video.source, ascending)
-    if batch.shape[-1] != 3:
-        batch = _opencv_frames(video.source, ascending)
+    batch = _decode(video.source, ascending)
+    if cache.budget:
+        cache.count(key, _reader(video.source), ascending, batch[0])
     if ascending == idx:
         return batch
     row = {frame: i for i, frame in enumerate(ascending)}
     return batch[[row[i] for i in idx]]
+
+
+def _decode(path: Path, ascending: list[int]) -> np.ndarray:
+    """Frames `ascending` of a video file in one decord `get_batch` call."""
+    reader = _reader(path)
+    try:
+        batch = np.asarray(reader.get_batch(ascending).asnumpy())
+    except Exception:  # decord 0.6 mis-strides some small widths (48, 72 px): OpenCV then
+        return _opencv_frames(path, ascending)
+    if batch.shape[-1] != 3:
+        return _opencv_frames(path, ascending)
+    return batch
 
 
 def _opencv_frames(path: Path, indices: Sequence[int]) -> np.ndarray:

@@ -121,7 +121,7 @@ class RegionFeatures:
             chunk_boxes = boxes[start:start + self.batch_frames]
             x = frames_to_input(chunk, self.short_side, self.device)
             self.forwards += 1
-            maps = self.encoder.feature_maps(x)["layer3"]
+            maps = self.encoder.feature_map(x, "layer3")
             s = x.shape[-1] / chunk.shape[2]  # frame pixels -> input pixels
             rois = [torch.as_tensor(np.asarray(b, dtype=np.float32).reshape(-1, 4) * s,
                                     device=self.device) for b in chunk_boxes]

@@ -108,11 +108,9 @@ def test_rows_key_ignores_name_and_labels_but_not_pixels_or_preprocessing(tmp_pa
     assert key != FeatureCache.key(rows_key_parts("e", ImageRows("a", recs, Preprocessing((16, 16), 20))))
     boxed = [ImageRecord(r.path, box=(0, 0, 5, 5)) for r in recs]
     assert key != FeatureCache.key(rows_key_parts("e", ImageRows("a", boxed, pre)))
-    # a probe set over the same images keeps its own (unchanged) key
+    # a probe set over the same images, same size, shares the entry
     ps = ProbeSet("p", [ProbeItem(r, "t", "c") for r in recs], (16, 16))
-    assert set(feature_key_parts("e", ps)) == {"precision", "encoder_id", "encoder_class", "probe",
-                                               "rows", "probe_set", "preprocess"}
-    assert "resize" not in feature_key_parts("e", ps)["preprocess"]
+    assert FeatureCache.key(feature_key_parts("e", ps)) == key
 
 
 def test_resize_then_center_crop(tmp_path: Path) -> None:

@@ -11,15 +11,20 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ssl_core import features
 from ssl_core.errors import DataError
 from ssl_core.features import (
+    PREPARED,
     FeatureCache,
+    PreparedPixels,
     ProbeImages,
+    build_transform,
     extract_features,
     feature_key_parts,
     features_for,
     rows_metadata,
 )
+from ssl_core.imageio import crop_box, load_rgb
 from ssl_core.interfaces import Encoder, ImageRecord, ProbeItem, ProbeSet
 
 
@@ -111,6 +116,46 @@ def test_channels_last_gives_the_same_features_and_leaves_the_encoder_as_it_was(
     enc.to(memory_format=torch.channels_last)
     extract_features(enc, ps, batch_size=4, progress=False)  # auto: NHWC on CPU
     assert enc.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_pixels_then_normalisation_equal_torchvisions_transform_bit_for_bit(tmp_path: Path) -> None:
+    paths = _write_images(tmp_path, 3, size=(45, 31))
+    ps = _probe_set(paths, boxes=[None, (3.0, 2.0, 30.0, 25.0), (20.0, 5.0, 60.0, 28.0)], size=(13, 17))
+    images = ProbeImages(ps)
+    reference = build_transform((13, 17))
+    for i, p in enumerate(paths):
+        want = reference(crop_box(load_rgb(p), ps.items[i].record.box, p))
+        assert torch.equal(images[i], want)
+
+
+def test_a_second_model_reads_the_prepared_pixels_and_gets_its_own_features(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ps = _probe_set(_write_images(tmp_path, 7))
+    first = extract_features(TinyEncoder(), ps, batch_size=3, num_workers=2, progress=False)
+    kept = PREPARED.get(ProbeImages(ps).memo_key())
+    assert kept is not None and kept.dtype == torch.uint8 and tuple(kept.shape) == (7, 3, 16, 16)
+    other = TinyEncoder()
+    with torch.no_grad():
+        other.conv.weight.mul_(-1.0)
+    from_memo = extract_features(other, ps, batch_size=3, progress=False)
+    monkeypatch.setattr(features, "PREPARED", PreparedPixels(budget=0))  # nothing kept: decoded again
+    decoded = extract_features(other, ps, batch_size=3, progress=False)
+    assert features.PREPARED.get(ProbeImages(ps).memo_key()) is None
+    np.testing.assert_array_equal(from_memo, decoded)
+    assert not np.allclose(from_memo, first)
+    again = extract_features(TinyEncoder(), ps, batch_size=3, progress=False)
+    np.testing.assert_array_equal(again, first)
+
+
+def test_prepared_pixels_keep_to_their_budget() -> None:
+    memo = PreparedPixels(budget=250)
+    memo.put("a", torch.zeros(100, dtype=torch.uint8))
+    memo.put("b", torch.zeros(100, dtype=torch.uint8))
+    assert memo.get("a") is not None  # used again: "b" is now the least recently used
+    memo.put("c", torch.zeros(100, dtype=torch.uint8))
+    memo.put("huge", torch.zeros(300, dtype=torch.uint8))  # over the whole budget: not kept
+    assert [memo.get(k) is not None for k in "abc"] == [True, False, True]
+    assert memo.get("huge") is None
 
 
 def test_preprocessing_is_resize_totensor_normalize(tmp_path: Path) -> None:
@@ -212,17 +257,19 @@ def test_cache_invalidated_when_image_changes(tmp_path: Path) -> None:
     assert not np.allclose(after[2], before[2])
 
 
-def test_key_covers_labels_boxes_and_size(tmp_path: Path) -> None:
+def test_key_covers_boxes_and_size_and_probes_over_the_same_images_share_it(tmp_path: Path) -> None:
     paths = _write_images(tmp_path, 3)
     base = FeatureCache.key(feature_key_parts("e", _probe_set(paths)))
     other_size = FeatureCache.key(feature_key_parts("e", _probe_set(paths, size=(8, 8))))
     boxed = FeatureCache.key(feature_key_parts("e", _probe_set(paths, boxes=[(0, 0, 5, 5)] * 3)))
+    other_encoder = FeatureCache.key(feature_key_parts("f", _probe_set(paths)))
+    assert len({base, other_size, boxed, other_encoder}) == 4
     ps = _probe_set(paths)
-    relabelled = ProbeSet(ps.probe, [ProbeItem(it.record, it.trajectory, "x") for it in ps.items],
-                          ps.image_size)
-    other_label = FeatureCache.key(feature_key_parts("e", relabelled))
-    assert len({base, other_size, boxed, other_label}) == 4
-    assert base == FeatureCache.key(feature_key_parts("e", _probe_set(paths)))
+    other_probe = ProbeSet("another-probe", [ProbeItem(it.record, "t", "x") for it in ps.items],
+                           ps.image_size)
+    assert base == FeatureCache.key(feature_key_parts("e", other_probe))
+    reordered = ProbeSet(ps.probe, ps.items[::-1], ps.image_size)
+    assert base != FeatureCache.key(feature_key_parts("e", reordered))
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:

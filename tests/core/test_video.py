@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from ssl_core import DataError
-from ssl_core.video import VideoRecord, inspect_video, read_frames, select_videos, xywh_to_xyxy
+from ssl_core.video import (
+    DECODED,
+    DecodedVideos,
+    VideoRecord,
+    inspect_video,
+    read_frames,
+    select_videos,
+    xywh_to_xyxy,
+)
 
 
 def write_mp4(path: Path, frames: int, width: int, height: int = 32) -> Path:
@@ -29,6 +37,76 @@ def test_frames_come_back_in_the_order_asked(tmp_path: Path, width: int) -> None
     frames = read_frames(VideoRecord("a", path, n), [9, 2, 9, 0])
     assert frames.shape == (4, 32, width, 3) and frames.dtype == np.uint8
     assert [round(float(f.mean()) / 10) for f in frames] == [9, 2, 9, 0]
+
+
+def write_noise_mp4(path: Path, frames: int, width: int = 64, height: int = 48) -> Path:
+    """Textured frames (a flat grey decodes the same from anywhere): seeking and decoding the
+    whole video would differ here if they differed at all."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (height // 4, width // 4, 3), dtype=np.uint8)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (width, height))
+    for i in range(frames):
+        img = np.kron(np.roll(base, i, axis=1), np.ones((4, 4, 1), np.uint8))
+        out.write(np.clip(img.astype(int) + 3 * i, 0, 255).astype(np.uint8))
+    out.release()
+    return path
+
+
+def test_a_video_read_often_is_decoded_whole_once_with_the_same_frames(tmp_path: Path) -> None:
+    path = write_noise_mp4(tmp_path / "a.mp4", 40)
+    video = VideoRecord("a", path, 40)
+    cache = DecodedVideos(budget_bytes=64 << 20)
+    asks = [[17, 21], [33, 5, 33], [0, 39], [22, 26], [3, 7]]
+    got = []
+    for n, ask in enumerate(asks):
+        got.append(read_frames(video, ask, cache=cache))
+        if n == 0:  # one read has not cost a whole decode yet: it seeks
+            assert cache.get(str(path)) is None
+    whole = cache.get(str(path))
+    assert whole is not None and whole.shape == (40, 48, 64, 3)
+    none = DecodedVideos(budget_bytes=0)  # keeps nothing: every read seeks
+    for ask, frames in zip(asks, got, strict=True):
+        assert np.array_equal(frames, read_frames(video, ask, cache=none)), ask
+    assert none.get(str(path)) is None
+
+
+def test_a_long_video_is_never_kept_whole(tmp_path: Path) -> None:
+    cache = DecodedVideos(budget_bytes=8 * 40 * (48 * 64 * 3))  # a 40-frame video is 1/8 of it
+    short = VideoRecord("short", write_noise_mp4(tmp_path / "short.mp4", 40), 40)
+    long = VideoRecord("long", write_noise_mp4(tmp_path / "long.mp4", 41), 41)
+    for _ in range(4):  # from keyframes 0 and 24: 24 frames decoded per read
+        for v in (short, long):
+            read_frames(v, [11, 35], cache=cache)
+    assert cache.get(str(short.source)) is not None
+    assert cache.get(str(long.source)) is None
+
+
+def test_decoded_videos_drop_the_least_recently_used_past_the_budget() -> None:
+    cache = DecodedVideos(budget_bytes=250)
+    cache.put("a", np.zeros(100, np.uint8))
+    cache.put("b", np.zeros(100, np.uint8))
+    assert cache.get("a") is not None  # used again: "b" is now the least recently used
+    cache.put("c", np.zeros(100, np.uint8))
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+
+
+def test_a_rewritten_video_is_decoded_again(tmp_path: Path) -> None:
+    path = write_mp4(tmp_path / "a.mp4", 12, 64)
+    for _ in range(2):
+        read_frames(VideoRecord("a", path, 12), list(range(12)))
+    assert DECODED.get(str(path)) is not None
+    write_mp4(path, 6, 64)
+    n, _, _ = inspect_video(path)  # what a dataset does before listing a changed file
+    assert DECODED.get(str(path)) is None
+    assert round(float(read_frames(VideoRecord("a", path, n), [5])[0].mean()) / 10) == 5
+
+
+def test_a_bad_cache_size_is_one_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSLC_VIDEO_CACHE_MB", "lots")
+    with pytest.raises(DataError, match="SSLC_VIDEO_CACHE_MB='lots' is not a size in MiB"):
+        _ = DecodedVideos().budget
+    monkeypatch.setenv("SSLC_VIDEO_CACHE_MB", "1.5")
+    assert DecodedVideos().budget == 3 << 19
 
 
 def test_a_frame_beyond_the_video_is_refused_by_name(tmp_path: Path) -> None:

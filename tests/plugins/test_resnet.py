@@ -55,6 +55,22 @@ def test_standard_stem_downsamples_32x() -> None:
     assert maps["layer4"].shape == (1, 512, 2, 2)
 
 
+def test_one_feature_map_is_the_same_map_without_the_later_stages() -> None:
+    enc = resnet.RESNETS["resnet18"]().eval()
+    x = torch.randn(2, 3, 64, 64)
+    calls: list[str] = []
+    enc.layer4.register_forward_hook(lambda *_: calls.append("layer4"))
+    with torch.no_grad():
+        maps = enc.feature_maps(x)
+        calls.clear()
+        for name in ("layer1", "layer2", "layer3"):
+            assert torch.equal(enc.feature_map(x, name), maps[name])
+        assert calls == [], "no stage after the asked one runs"
+        assert torch.equal(enc.feature_map(x, "pooled"), maps["pooled"])
+        with pytest.raises(KeyError):
+            enc.feature_map(x, "layer5")
+
+
 def test_zero_init_residual() -> None:
     enc = resnet.RESNETS["resnet18"](resnet.ResNetParams(small_input=True, zero_init_residual=True))
     assert torch.count_nonzero(enc.layer1[0].bn2.weight) == 0
