@@ -24,6 +24,19 @@ def test_shipped_recipes_validate(recipe: Path, profile: str) -> None:
     assert loaded.recipe.models and (loaded.recipe.probes or loaded.recipe.evaluations)
 
 
+def test_table4_longer_profile_doubles_every_budget_and_changes_nothing_else() -> None:
+    path = Path(__file__).resolve().parents[1] / "recipes" / "paper_table4.yaml"
+    base = load_recipe(path, profile="synthetic").recipe
+    longer = load_recipe(path, profile="longer").recipe
+    assert list(longer.models) == list(base.models)
+    for name, model in base.models.items():
+        doubled = longer.models[name]
+        assert model.train is not None and doubled.train is not None
+        assert doubled.train.epochs == 2 * model.train.epochs, name
+        assert doubled.train.model_copy(update={"epochs": model.train.epochs}) == model.train, name
+    assert longer.probes == base.probes and longer.world == base.world
+
+
 def write_release_checkpoints(folder: Path) -> None:
     """Random ResNet-50 weights in the torchvision, official MoCo v2 and VISSL (PIRL) layouts."""
     folder.mkdir()
