@@ -415,7 +415,7 @@ def test_device_blur_is_pils_gaussian_blur(sigma: float) -> None:
     device does the same in float, PIL rounds to 8 bits after each pass."""
     img = noise(40, seed=3)
     ref = torch.from_numpy(np.array(img.filter(ImageFilter.GaussianBlur(sigma)))).permute(2, 0, 1).float()
-    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float()[None] / 255
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float()[None] / 255
     kernels = torch.from_numpy(gpu.box_kernels(np.array([sigma, 0.5])))
     out = gpu.box_blur(torch.cat([x, x]), kernels)[0] * 255
     diff = (out - ref).abs()
