@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from ssl_core.atomic import atomic_path
 from ssl_core.errors import ComponentError, DataError
 from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
 from ssl_core.interfaces import Encoder, ImageRecord, Preprocessing, ProbeSet
-from ssl_core.memory import ensure_fits
+from ssl_core.memory import BudgetedCache, ensure_fits
 from ssl_core.paths import cache_dir
 from ssl_core.progress import console, is_quiet
 
@@ -157,35 +156,17 @@ class _LoaderItems(TorchDataset):
             return torch.zeros(3, h, w, dtype=torch.uint8), exc.message, exc.hint or ""
 
 
-class PreparedPixels:
-    """The uint8 pixels of recently featurised image sets, least recently used out first.
+class PreparedPixels(BudgetedCache[torch.Tensor]):
+    """The uint8 pixels of recently featurised image sets (512 MiB by default).
 
     Probing or evaluating several models reads the same images with the same preprocessing
     for each; decoding and resizing them is a quarter of extraction on CPU. Keeping the
     pixels (a 64 px image is 12 KB) lets every model after the first skip it. In memory
-    only, per process, within `budget` bytes; a set larger than the budget is not kept.
+    only, per process; a set larger than the budget is not kept.
     """
 
     def __init__(self, budget: int = 512 << 20) -> None:
-        self.budget = budget
-        self._sets: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._held = 0
-
-    def get(self, key: str) -> torch.Tensor | None:
-        pixels = self._sets.get(key)
-        if pixels is not None:
-            self._sets.move_to_end(key)
-        return pixels
-
-    def put(self, key: str, pixels: torch.Tensor) -> None:
-        size = pixels.numel() * pixels.element_size()
-        if size > self.budget or key in self._sets:
-            return
-        self._sets[key] = pixels
-        self._held += size
-        while self._held > self.budget:
-            _, old = self._sets.popitem(last=False)
-            self._held -= old.numel() * old.element_size()
+        super().__init__(budget)
 
 
 #: this process's prepared pixels (extract_features reads and fills it)

@@ -32,6 +32,7 @@ import numpy as np
 from ssl_core.errors import DataError
 from ssl_core.imageio import load_rgb
 from ssl_core.interfaces import Dataset, ImageRecord
+from ssl_core.memory import BudgetedCache
 
 #: file suffixes decoded as videos (lower case)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
@@ -207,7 +208,7 @@ def _drop_inherited_readers() -> None:
     _INHERITED.extend(_READERS.values())
     _READERS.clear()
     _READERS_LOCK = threading.Lock()
-    DECODED._lock = threading.Lock()  # the decoded frames themselves stay: they are plain arrays
+    DECODED.reset_lock()  # the decoded frames themselves stay: they are plain arrays
 
 
 #: environment variable: MiB of whole decoded videos each process keeps (0: none)
@@ -234,12 +235,10 @@ class DecodedVideos:
 
     def __init__(self, budget_bytes: int | None = None) -> None:
         self._budget = budget_bytes
-        self._videos: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._held = 0
+        self._videos: BudgetedCache[np.ndarray] | None = None  # made once the budget is known
         self._spent: dict[str, int] = {}  # frames decoded by seeking so far
         self._frame_bytes: dict[str, int] = {}
         self._keyframes: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
 
     @property
     def budget(self) -> int:
@@ -247,12 +246,18 @@ class DecodedVideos:
             self._budget = _budget_from_env()
         return self._budget
 
+    @property
+    def videos(self) -> BudgetedCache[np.ndarray]:
+        if self._videos is None:
+            self._videos = BudgetedCache(self.budget)
+        return self._videos
+
+    def reset_lock(self) -> None:
+        if self._videos is not None:
+            self._videos.reset_lock()
+
     def get(self, key: str) -> np.ndarray | None:
-        with self._lock:
-            frames = self._videos.get(key)
-            if frames is not None:
-                self._videos.move_to_end(key)
-            return frames
+        return self.videos.get(key)
 
     def wants(self, key: str, num_frames: int) -> bool:
         """Whether to decode `key` whole now: its reads have cost as much, and it fits."""
@@ -281,19 +286,10 @@ class DecodedVideos:
         self._frame_bytes.setdefault(key, int(frame.nbytes))
 
     def put(self, key: str, frames: np.ndarray) -> None:
-        with self._lock:
-            if key in self._videos:
-                return
-            self._videos[key] = frames
-            self._held += frames.nbytes
-            while self._held > self.budget and self._videos:
-                self._held -= self._videos.popitem(last=False)[1].nbytes
+        self.videos.put(key, frames)
 
     def forget(self, key: str) -> None:
-        with self._lock:
-            frames = self._videos.pop(key, None)
-            if frames is not None:
-                self._held -= frames.nbytes
+        self.videos.pop(key)
         for table in (self._spent, self._frame_bytes, self._keyframes):
             table.pop(key, None)
 
