@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ssl_core.errors import DataError
+from ssl_core.errors import ComponentError, DataError
 from ssl_core.imageio import load_rgb
 from ssl_core.interfaces import Dataset, ImageRecord
 from ssl_core.memory import BudgetedCache
@@ -175,8 +175,6 @@ class SelectedVideoDataset(VideoDataset):
 
     def videos(self, subset: str | None = None) -> list[VideoRecord]:
         if subset not in (None, "all"):
-            from ssl_core.errors import ComponentError
-
             raise ComponentError(f"{self.dataset_name} has no subset {subset!r}", self.subset_hint)
         if self._picked is None:
             self._picked = self.select(None)
