@@ -23,6 +23,8 @@ from torch import Tensor
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
+from ssl_core import device_constant, to_device
+
 # Layout of one view's parameter vector (float32).
 JITTER, ORDER, FACTORS, GRAY, BLUR, SIGMA, FLIP, CROP, SOURCE = 0, 1, 5, 9, 10, 11, 12, 13, 17
 N_PARAMS = 19
@@ -75,17 +77,13 @@ def _per_sample(f: Tensor) -> Tensor:
 
 
 # Each op is written in as few kernels as it takes: on a GPU the batch's ops are cheap to
-# run and costly to launch (the host launching them is what keeps the device waiting).
-
-_WEIGHTS: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+# run and costly to launch. None waits for the device (constants via `device_constant`,
+# host data via `to_device`): a wait would drain the queue of the step before, and the
+# device would then idle while this batch's kernels are launched one by one.
 
 
 def _gray_weights(x: Tensor) -> Tensor:
-    """GRAY_WEIGHTS as a (3,) tensor on x's device, made once per device and dtype."""
-    key = (x.device, x.dtype)
-    if key not in _WEIGHTS:
-        _WEIGHTS[key] = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
-    return _WEIGHTS[key]
+    return device_constant(GRAY_WEIGHTS, x.device, x.dtype)
 
 
 def gray(x: Tensor) -> Tensor:
@@ -127,7 +125,7 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     h6 = torch.where(maxc == r, (g - b) / safe,
                      torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
     h6 = h6 + 6.0 * _per_sample(shift)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = device_constant((5.0, 3.0, 1.0), x.device, x.dtype).view(1, 3, 1, 1)
     k = torch.remainder(n + h6, 6.0)
     return maxc - chroma * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
@@ -205,9 +203,8 @@ class _Plan:
                 add(what, idx, box_kernels(p[idx, SIGMA]) if what == "blur" else None)
         cat_i = np.concatenate(ints) if ints else np.zeros(0, np.int64)
         cat_f = np.concatenate(floats) if floats else np.zeros(0, np.float32)
-        # Pageable host memory with non_blocking: an async copy, no wait for the device.
-        self.ints = torch.from_numpy(cat_i).to(device, non_blocking=True)
-        self.floats = torch.from_numpy(cat_f).to(device, non_blocking=True)
+        self.ints = to_device(cat_i, device)
+        self.floats = to_device(cat_f, device)
 
 
 def augment_views(views: Tensor, params: np.ndarray, mean: Sequence[float],
@@ -232,9 +229,9 @@ def augment_views(views: Tensor, params: np.ndarray, mean: Sequence[float],
         else:
             y = y.flip(-1)
         x.index_copy_(0, idx, y.contiguous())
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    scale = (1.0 / std_t).to(x.device, non_blocking=True)
-    shift = (-torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t).to(x.device, non_blocking=True)
+    std32 = np.asarray(std, np.float32)  # float32 maths, as Normalize's
+    scale = device_constant(np.float32(1.0) / std32, x.device).view(1, 3, 1, 1)
+    shift = device_constant(-np.asarray(mean, np.float32) / std32, x.device).view(1, 3, 1, 1)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty_like(x, memory_format=fmt)
     return torch.addcmul(shift, x, scale, out=out)

@@ -33,7 +33,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from ssl_core import ComponentError, Encoder, ObjectiveOutput, Register, ensure_fits, hookimpl
+from ssl_core import (
+    ComponentError,
+    Encoder,
+    ObjectiveOutput,
+    Register,
+    device_constant,
+    ensure_fits,
+    hookimpl,
+)
 from sslc_plugins.moco_queue import (
     MocoQueue,
     MocoQueueParams,
@@ -167,7 +175,7 @@ class RegionMoco(MocoQueue):
         b, r = valid.shape
         h, w = im_q.shape[-2:]
         # invalid rows (padding, regions cropped away) pool the whole view: finite, masked
-        whole = torch.tensor([0.0, 0.0, float(w), float(h)], device=q_boxes.device)
+        whole = device_constant((0.0, 0.0, w, h), q_boxes.device)
         q_boxes = torch.where(valid[..., None], q_boxes.float(), whole)
         k_boxes = torch.where(valid[..., None], k_boxes.float(), whole)
 

@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "progress_bar": "ssl_core.progress",
     "ensure_fits": "ssl_core.memory",
     "Params": "ssl_core.registry",
+    "device_constant": "ssl_core.transfer",
+    "to_device": "ssl_core.transfer",
     "Track": "ssl_core.video",
     "SelectedVideoDataset": "ssl_core.video",
     "VideoDataset": "ssl_core.video",
@@ -98,6 +100,8 @@ __all__ = [
     "SslcError",
     "cache_dir",
     "resolve_device",
+    "device_constant",
+    "to_device",
     "progress_bar",
     "crop_box",
     "ensure_fits",
@@ -154,6 +158,7 @@ if TYPE_CHECKING:
     from ssl_core.paths import cache_dir
     from ssl_core.progress import progress_bar
     from ssl_core.registry import Params
+    from ssl_core.transfer import device_constant, to_device
     from ssl_core.video import (
         VIDEO_SUFFIXES,
         SelectedVideoDataset,

@@ -27,6 +27,7 @@ import inspect
 import math
 import random
 from collections.abc import Iterator, Mapping, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -36,6 +37,7 @@ import pytest
 import torch
 from pydantic import BaseModel
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 from ssl_core.errors import ComponentError, PluginError
 from ssl_core.hookspecs import KIND_HOOKS
@@ -61,6 +63,7 @@ __all__ = [
     "check_pair_sampler",
     "check_params_reject_unknown_keys",
     "check_registers_cleanly",
+    "forbid_host_syncs",
     "fresh_host",
     "plugin_host",
     "plugin_registry",
@@ -360,6 +363,72 @@ def check_objective(objective: ContrastiveObjective, encoder: Encoder,
              "backward of the loss gave the encoder no gradient")
     objective.zero_grad(set_to_none=True)
     return out
+
+
+# -- host syncs --------------------------------------------------------------------------
+#: tensor methods and torch functions that make the host wait for the tensor's device
+#: (reading values back, or an output whose size depends on the values)
+SYNCING_CALLS = frozenset({
+    "item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__",
+    "__complex__", "__repr__", "__format__", "nonzero", "argwhere", "masked_select", "unique",
+    "unique_consecutive", "equal", "allclose",
+})
+
+
+def _host_sync(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    """What in this call would make the host wait for a device, if anything."""
+    name = getattr(func, "__name__", "")
+    if name in SYNCING_CALLS:
+        return f"`{name}`"
+    if name in ("tensor", "as_tensor") and kwargs.get("device") is not None:
+        return f"torch.{name}(..., device=...), a blocking copy (use ssl_core.device_constant)"
+    if name == "new_tensor":
+        return "Tensor.new_tensor, a blocking copy (use ssl_core.device_constant)"
+    if name == "__getitem__" and any(isinstance(a, Tensor) and a.dtype == torch.bool for a in
+                                     (args[1] if isinstance(args[1], tuple) else (args[1],))):
+        return "indexing with a boolean mask (its size is read back; use torch.where)"
+    if name == "where" and len(args) + len(kwargs) == 1:
+        return "torch.where(condition) with one argument (use nonzero-free masking)"
+    if name in ("to", "cuda") and args and isinstance(args[0], Tensor) and args[0].device.type == "cpu":
+        target = next((a for a in (*args[1:], kwargs.get("device")) if isinstance(a, (torch.device, str))), None)
+        if name == "cuda" or (target is not None and torch.device(target).type != "cpu"):
+            if not kwargs.get("non_blocking", False):
+                return f"Tensor.{name} onto a device without non_blocking=True (use ssl_core.to_device)"
+            if not args[0].is_pinned():
+                return f"Tensor.{name} from pageable memory (use ssl_core.to_device, which pins)"
+    return None
+
+
+class _NoHostSyncs(TorchFunctionMode):
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: Mapping[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        reason = _host_sync(func, args, kwargs)
+        if reason is not None:
+            raise ContractViolation(f"{reason} makes the host wait for the device in code that "
+                                    "runs every training step")
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def forbid_host_syncs() -> Iterator[None]:
+    """Inside: a call that would make the host wait for the device raises ContractViolation.
+
+    For a training step's code (an objective's forward, a sampler's `on_device`): the
+    trainer's loop keeps an accelerator busy only while the host runs ahead of it. Python-level
+    calls are checked on any device, so CPU tests catch them; on CUDA, torch's sync debug
+    mode also turns every synchronising CUDA call into an error. Run the code once before
+    (warm-up: `device_constant`s, cuDNN's algorithm search) and check the calls after."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    before = torch.cuda.get_sync_debug_mode() if cuda else 0
+    if cuda:
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        with _NoHostSyncs():
+            yield
+    finally:
+        if cuda:
+            torch.cuda.set_sync_debug_mode(before)
 
 
 # -- pytest fixtures -----------------------------------------------------------------------

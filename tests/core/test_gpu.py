@@ -11,6 +11,7 @@ from helpers import require_plugins
 
 from ssl_core.plugins import get_registry
 from ssl_core.recipe import TrainConfig
+from ssl_core.testing import forbid_host_syncs
 from ssl_core.trainer import Trainer
 
 
@@ -29,6 +30,9 @@ def test_amp_training_steps_on_cuda(tmp_path: Path) -> None:
     batch = {"query": torch.randn(16, 3, 64, 64), "key": torch.randn(16, 3, 64, 64)}
     losses = [trainer.train_step(batch) for _ in range(3)]
     assert all(np.isfinite(losses))
+    pinned = {k: v.pin_memory() for k, v in batch.items()}  # as the trainer's loader pins
+    with forbid_host_syncs():  # warmed up: the step launches without waiting for the GPU
+        trainer.run_step(pinned)
     trainer.save()
     state = torch.load(tmp_path / "ckpt.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 0 and "encoder_state_dict" in state

@@ -25,6 +25,7 @@ from ssl_core.testing import (
     check_pair_sampler,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
+    forbid_host_syncs,
     fresh_host,
 )
 
@@ -280,3 +281,30 @@ def test_objective_metrics_are_finite_numbers_or_0d_tensors() -> None:
 
     with pytest.raises(ContractViolation, match="metric 'acc1' must be a finite"):
         check_objective(NanMetric(fake_plugin.InfoNCEParams()), encoder(), batch())
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda x: x.sum().item(), "`item`"),
+    (lambda x: float(x.sum()), "`__float__`"),
+    (lambda x: bool(x.sum() > 0), "`__bool__`"),
+    (lambda x: x.tolist(), "`tolist`"),
+    (lambda x: x.nonzero(), "`nonzero`"),
+    (lambda x: x[x > 0], "boolean mask"),
+    (lambda x: torch.where(x > 0), "torch.where(condition)"),
+    (lambda x: torch.tensor([1.0], device=x.device), "torch.tensor(..., device=...)"),
+    (lambda x: x.new_tensor([1.0]), "new_tensor"),
+    (lambda x: print(x), "`__repr__`"),
+])
+def test_forbid_host_syncs_names_each_call_that_waits_for_the_device(call, named: str) -> None:
+    with pytest.raises(ContractViolation, match="makes the host wait") as err, forbid_host_syncs():
+        call(torch.arange(4.0))
+    assert named in str(err.value)
+
+
+def test_forbid_host_syncs_lets_device_side_work_through() -> None:
+    x = torch.arange(6.0).view(2, 3)
+    with forbid_host_syncs():
+        y = torch.where(x > 2, x, 0.0).sum(0)[1:] * x.new_ones(2)
+        z = x.to(torch.float64).index_select(0, torch.arange(1)).flip(-1)
+        tiny = torch.tensor([1.0, 2.0])  # on the host, no device: no copy
+    assert y.tolist() == [4.0, 5.0] and z.tolist() == [[2.0, 1.0, 0.0]] and tiny.shape == (2,)

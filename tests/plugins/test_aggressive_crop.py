@@ -21,6 +21,7 @@ from ssl_core.testing import (
     check_pair_sampler,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
+    forbid_host_syncs,
     fresh_host,
 )
 from sslc_plugins import aggressive_crop_gpu as gpu
@@ -466,6 +467,20 @@ def test_augment_on_is_validated_and_cpu_mode_leaves_batches_alone(folder: Path)
     assert sampler.on_device(batch) is batch
 
 
+def test_on_device_never_waits_for_the_device(one_photo: FolderDataset) -> None:
+    """Constants are cached on the device and the plan goes through `to_device`: on a GPU the
+    host launches this batch's kernels while the step before still runs."""
+    sampler = gpu_sampler(size=16)
+    views = sampler.pairs(one_photo)
+    batch = torch.utils.data.default_collate([seeded(views, s) for s in range(24)])
+    params = gpu.unpack(list(batch["query_params"]) + list(batch["key_params"]))
+    assert params[:, gpu.JITTER].any() and params[:, gpu.BLUR].any() and params[:, gpu.GRAY].any()
+    first = sampler.on_device(batch)  # warm-up: makes the device constants
+    with forbid_host_syncs():
+        again = sampler.on_device(batch)
+    assert torch.equal(first["query"], again["query"])
+
+
 @pytest.mark.gpu
 def test_on_device_on_cuda_equals_cpu(one_photo: FolderDataset) -> None:
     sampler = gpu_sampler(size=32)
@@ -474,5 +489,7 @@ def test_on_device_on_cuda_equals_cpu(one_photo: FolderDataset) -> None:
     ref = sampler.on_device(batch)
     cuda = sampler.on_device({k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
     assert cuda["query"].is_cuda
+    with forbid_host_syncs():  # warmed up: no blocking copy, no read-back
+        sampler.on_device({k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
     torch.testing.assert_close(cuda["query"].cpu(), ref["query"], atol=1e-4, rtol=0)
     torch.testing.assert_close(cuda["key"].cpu(), ref["key"], atol=1e-4, rtol=0)

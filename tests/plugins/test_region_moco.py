@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from ssl_core.testing import (
     check_objective,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
+    forbid_host_syncs,
     fresh_host,
 )
 from sslc_plugins import region_moco
@@ -246,6 +248,21 @@ def test_a_few_steps_on_tracked_pairs_lower_the_loss(tmp_path: Path) -> None:
 
 # -- two processes over gloo: region keys gathered, key boxes shuffled with their images ------
 
+def test_a_training_step_never_waits_for_the_device() -> None:
+    """The whole-view box for invalid rows is a cached device constant, the region queue's
+    pointer moves on the device: nothing in a step reads a value back."""
+    obj = make_objective()
+    opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=0.03, momentum=0.9)
+    batches = [make_batch(seed=s) for s in range(3)]
+    for i, batch in enumerate(batches):
+        with forbid_host_syncs() if i else contextlib.nullcontext():  # the first is a warm-up
+            out = obj(batch)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+    assert torch.isfinite(out.loss)
+
+
 def _ddp_worker(rank: int, world: int, store: str, out_dir: str) -> None:
     import torch.distributed as dist
 
@@ -290,3 +307,5 @@ def test_region_loss_on_cuda_under_autocast_equals_cpu_in_float32() -> None:
         out = obj(batch)
     assert out.loss.dtype == torch.float32 and out.loss.is_cuda
     assert abs(out.loss.item() - cpu.loss.item()) < 0.05 * abs(cpu.loss.item()) + 0.05
+    with forbid_host_syncs(), torch.autocast("cuda", dtype=torch.float16):  # warmed up above
+        obj(batch).loss.backward()
