@@ -384,7 +384,7 @@ def _host_sync(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> s
         return f"torch.{name}(..., device=...), a blocking copy (use ssl_core.device_constant)"
     if name == "new_tensor":
         return "Tensor.new_tensor, a blocking copy (use ssl_core.device_constant)"
-    if name == "__getitem__" and any(isinstance(a, Tensor) and a.dtype == torch.bool for a in
+    if name in ("__getitem__", "__setitem__") and any(isinstance(a, Tensor) and a.dtype == torch.bool for a in
                                      (args[1] if isinstance(args[1], tuple) else (args[1],))):
         return "indexing with a boolean mask (its size is read back; use torch.where)"
     if name == "where" and len(args) + len(kwargs) == 1:

@@ -290,6 +290,7 @@ def test_objective_metrics_are_finite_numbers_or_0d_tensors() -> None:
     (lambda x: x.tolist(), "`tolist`"),
     (lambda x: x.nonzero(), "`nonzero`"),
     (lambda x: x[x > 0], "boolean mask"),
+    (lambda x: x.__setitem__(x > 0, 0.0), "boolean mask"),
     (lambda x: torch.where(x > 0), "torch.where(condition)"),
     (lambda x: torch.tensor([1.0], device=x.device), "torch.tensor(..., device=...)"),
     (lambda x: x.new_tensor([1.0]), "new_tensor"),
