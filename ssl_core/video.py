@@ -219,6 +219,15 @@ WHOLE_VIDEO_SHARE = 8
 READ_OVERHEAD_FRAMES = 8
 
 
+@dataclass
+class _SeekCost:
+    """What reading one video by seeking has cost so far, in decoded frames."""
+
+    keyframes: np.ndarray
+    frame_bytes: int
+    frames: int = 0
+
+
 class DecodedVideos:
     """Whole decoded videos kept in memory, least recently used out first, one cache per
     process (each DataLoader worker fills its own).
@@ -234,9 +243,7 @@ class DecodedVideos:
     def __init__(self, budget_bytes: int | None = None) -> None:
         self._budget = budget_bytes
         self._videos: BudgetedCache[np.ndarray] | None = None  # made once the budget is known
-        self._spent: dict[str, int] = {}  # frames decoded by seeking so far
-        self._frame_bytes: dict[str, int] = {}
-        self._keyframes: dict[str, np.ndarray] = {}
+        self._seeks: dict[str, _SeekCost] = {}
 
     @property
     def budget(self) -> int:
@@ -259,20 +266,22 @@ class DecodedVideos:
 
     def wants(self, key: str, num_frames: int) -> bool:
         """Whether to decode `key` whole now: its reads have cost as much, and it fits."""
-        one = self._frame_bytes.get(key)
-        return (one is not None and self._spent.get(key, 0) >= num_frames
-                and num_frames * one * WHOLE_VIDEO_SHARE <= self.budget)
+        seen = self._seeks.get(key)
+        return (seen is not None and seen.frames >= num_frames
+                and num_frames * seen.frame_bytes * WHOLE_VIDEO_SHARE <= self.budget)
 
     def count(self, key: str, reader: Any, ascending: Sequence[int], frame: np.ndarray) -> None:
         """Add what one seeking read of `ascending` cost, in decoded frames: estimated from
         the keyframes (decord decodes from the keyframe before a frame unless it is already
         there), plus the read's own overhead."""
-        if key not in self._keyframes:
+        seen = self._seeks.get(key)
+        if seen is None:
             try:
-                self._keyframes[key] = np.asarray(reader.get_key_indices(), dtype=np.int64)
+                keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
             except Exception:  # no index: count as if every frame were a keyframe
-                self._keyframes[key] = np.zeros(0, dtype=np.int64)
-        keys = self._keyframes[key]
+                keyframes = np.zeros(0, dtype=np.int64)
+            seen = self._seeks[key] = _SeekCost(keyframes, int(frame.nbytes))
+        keys = seen.keyframes
         cost, at = READ_OVERHEAD_FRAMES, -1
         for i in ascending:
             k = int(np.searchsorted(keys, i, side="right")) - 1
@@ -280,16 +289,14 @@ class DecodedVideos:
             start = before if before > at else at + 1
             cost += i - start + 1
             at = i
-        self._spent[key] = self._spent.get(key, 0) + cost
-        self._frame_bytes.setdefault(key, int(frame.nbytes))
+        seen.frames += cost
 
     def put(self, key: str, frames: np.ndarray) -> None:
         self.videos.put(key, frames)
 
     def forget(self, key: str) -> None:
         self.videos.pop(key)
-        for table in (self._spent, self._frame_bytes, self._keyframes):
-            table.pop(key, None)
+        self._seeks.pop(key, None)
 
 
 def _budget_from_env() -> int:
