@@ -384,9 +384,10 @@ def _host_sync(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> s
         return f"torch.{name}(..., device=...), a blocking copy (use ssl_core.device_constant)"
     if name == "new_tensor":
         return "Tensor.new_tensor, a blocking copy (use ssl_core.device_constant)"
-    if name in ("__getitem__", "__setitem__") and any(isinstance(a, Tensor) and a.dtype == torch.bool for a in
-                                     (args[1] if isinstance(args[1], tuple) else (args[1],))):
-        return "indexing with a boolean mask (its size is read back; use torch.where)"
+    if name in ("__getitem__", "__setitem__"):
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        if any(isinstance(i, Tensor) and i.dtype == torch.bool for i in index):
+            return "indexing with a boolean mask (its size is read back; use torch.where)"
     if name == "where" and len(args) + len(kwargs) == 1:
         return "torch.where(condition) with one argument (use nonzero-free masking)"
     if name in ("to", "cuda") and args and isinstance(args[0], Tensor) and args[0].device.type == "cpu":
