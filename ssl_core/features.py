@@ -37,6 +37,7 @@ from ssl_core.interfaces import Encoder, ImageRecord, Preprocessing, ProbeSet
 from ssl_core.memory import BudgetedCache, ensure_fits
 from ssl_core.paths import cache_dir
 from ssl_core.progress import console, is_quiet
+from ssl_core.transfer import device_constant
 
 #: bump when the preprocessing code changes in a way that changes pixel values
 PREPROCESS_VERSION = 2  # 2: 16-bit images scaled instead of clipped
@@ -61,8 +62,8 @@ def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN
                      std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float32 as ToTensor then Normalize give, bit for bit (the same
     operations in the same order)."""
-    m = torch.tensor(mean, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=pixels.device).view(1, -1, 1, 1)
+    m = device_constant(mean, pixels.device).view(1, -1, 1, 1)
+    s = device_constant(std, pixels.device).view(1, -1, 1, 1)
     return pixels.to(torch.float32).div(255).sub_(m).div_(s)
 
 

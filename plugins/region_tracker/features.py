@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import roi_pool
 
-from ssl_core import IMAGENET_MEAN, IMAGENET_STD, Encoder
+from ssl_core import IMAGENET_MEAN, IMAGENET_STD, Encoder, device_constant
 
 RoiOp = Literal["roi_pool", "roi_align"]
 
@@ -93,8 +93,8 @@ def frames_to_input(frames: np.ndarray, short_side: int, device: torch.device) -
     size = (max(1, round(h * s)), max(1, round(w * s)))
     if size != (h, w):
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
+    mean = device_constant(IMAGENET_MEAN, device).view(1, 3, 1, 1) * 255.0
+    std = device_constant(IMAGENET_STD, device).view(1, 3, 1, 1) * 255.0
     return (x - mean) / std
 
 
