@@ -26,8 +26,8 @@ import importlib
 import inspect
 import math
 import random
-from collections.abc import Iterator, Mapping, Sized
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence, Sized
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -63,6 +63,7 @@ __all__ = [
     "check_pair_sampler",
     "check_params_reject_unknown_keys",
     "check_registers_cleanly",
+    "check_steps_never_wait",
     "forbid_host_syncs",
     "fresh_host",
     "plugin_host",
@@ -430,6 +431,23 @@ def forbid_host_syncs() -> Iterator[None]:
     finally:
         if cuda:
             torch.cuda.set_sync_debug_mode(before)
+
+
+def check_steps_never_wait(objective: ContrastiveObjective,
+                           batches: Sequence[Mapping[str, Tensor]], lr: float = 0.03) -> ObjectiveOutput:
+    """Training steps as the trainer runs them (forward, backward, an SGD step) on `batches`:
+    the first a warm-up, each later one under `forbid_host_syncs`. Returns the last output."""
+    _require(len(batches) >= 2, "give at least two batches: the first is a warm-up, not checked")
+    optimizer = torch.optim.SGD([p for p in objective.parameters() if p.requires_grad], lr=lr,
+                                momentum=0.9)
+    objective.train()
+    for i, batch in enumerate(batches):
+        with forbid_host_syncs() if i else nullcontext():
+            out = objective(batch)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+    return out
 
 
 # -- pytest fixtures -----------------------------------------------------------------------

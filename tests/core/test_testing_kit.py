@@ -11,10 +11,11 @@ import fake_plugin
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, model_validator
 
-from ssl_core import Dataset, Encoder, Params, hookimpl
+from ssl_core import Dataset, Encoder, ObjectiveOutput, Params, hookimpl
 from ssl_core.testing import (
     ContractViolation,
     _parse_plugin,
@@ -25,6 +26,7 @@ from ssl_core.testing import (
     check_pair_sampler,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
+    check_steps_never_wait,
     forbid_host_syncs,
     fresh_host,
 )
@@ -309,3 +311,26 @@ def test_forbid_host_syncs_lets_device_side_work_through() -> None:
         z = x.to(torch.float64).index_select(0, torch.arange(1)).flip(-1)
         tiny = torch.tensor([1.0, 2.0])  # on the host, no device: no copy
     assert y.tolist() == [4.0, 5.0] and z.tolist() == [[2.0, 1.0, 0.0]] and tiny.shape == (2,)
+
+
+def test_check_steps_never_wait_passes_tensor_metrics_and_names_a_read_back() -> None:
+    class TensorMetrics(fake_plugin.InBatchInfoNCE):
+        """The fake objective with its metrics left on the device."""
+
+        def forward(self, batch: dict) -> ObjectiveOutput:
+            q = F.normalize(self.encoder(batch["query"]), dim=1)
+            k = F.normalize(self.encoder(batch["key"]), dim=1)
+            loss = F.cross_entropy(q @ k.T / self.params.temperature, torch.arange(len(q)))
+            return ObjectiveOutput(loss, {"loss": loss.detach()})
+
+    good = TensorMetrics(fake_plugin.InfoNCEParams())
+    good.bind(encoder())
+    out = check_steps_never_wait(good, [batch(), batch()])
+    assert torch.isfinite(out.loss)
+
+    reads_back = objective()  # its metrics are floats: `.item()` in every step
+    reads_back.bind(encoder())
+    with pytest.raises(ContractViolation, match="`item` makes the host wait"):
+        check_steps_never_wait(reads_back, [batch(), batch()])
+    with pytest.raises(ContractViolation, match="at least two batches"):
+        check_steps_never_wait(good, [batch()])

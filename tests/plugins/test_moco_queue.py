@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 
 from ssl_core.errors import CheckpointError, ComponentError, SslcError
 from ssl_core.registry import Registry, make_spec
-from ssl_core.testing import forbid_host_syncs
+from ssl_core.testing import check_steps_never_wait
 from sslc_plugins import moco_queue
 from sslc_plugins.moco_queue import MocoFormat, MocoQueue, MocoQueueParams, official_checkpoint
 from sslc_plugins.resnet import RESNETS, ResNetParams
@@ -305,14 +304,7 @@ def test_a_training_step_never_waits_for_the_device() -> None:
     """No `.item()`, no pointer read back, no blocking copy: the host can run ahead."""
     obj = make_objective()
     obj.check_batch_size(4)
-    opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=0.03, momentum=0.9)
-    batches = [make_batch(seed=s) for s in range(3)]
-    for i, batch in enumerate(batches):
-        with forbid_host_syncs() if i else contextlib.nullcontext():  # the first is a warm-up
-            out = obj(batch)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
+    out = check_steps_never_wait(obj, [make_batch(seed=s) for s in range(3)])
     assert int(obj.queue_ptr) == 12 and torch.isfinite(out.loss)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from ssl_core.testing import (
     check_objective,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
+    check_steps_never_wait,
     forbid_host_syncs,
     fresh_host,
 )
@@ -246,22 +246,14 @@ def test_a_few_steps_on_tracked_pairs_lower_the_loss(tmp_path: Path) -> None:
     assert region1 < region0 - 0.1 and frame1 < frame0 - 0.1
 
 
-# -- two processes over gloo: region keys gathered, key boxes shuffled with their images ------
-
 def test_a_training_step_never_waits_for_the_device() -> None:
     """The whole-view box for invalid rows is a cached device constant, the region queue's
     pointer moves on the device: nothing in a step reads a value back."""
-    obj = make_objective()
-    opt = torch.optim.SGD([p for p in obj.parameters() if p.requires_grad], lr=0.03, momentum=0.9)
-    batches = [make_batch(seed=s) for s in range(3)]
-    for i, batch in enumerate(batches):
-        with forbid_host_syncs() if i else contextlib.nullcontext():  # the first is a warm-up
-            out = obj(batch)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
+    out = check_steps_never_wait(make_objective(), [make_batch(seed=s) for s in range(3)])
     assert torch.isfinite(out.loss)
 
+
+# -- two processes over gloo: region keys gathered, key boxes shuffled with their images ------
 
 def _ddp_worker(rank: int, world: int, store: str, out_dir: str) -> None:
     import torch.distributed as dist
