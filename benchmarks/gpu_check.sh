@@ -17,8 +17,10 @@ nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
 status=${PIPESTATUS[0]}
-root=$(python3 -m ssl_core.cli data synthesize --size tiny --json 2>/dev/null \
-       | python3 -c "import json,sys; print(json.load(sys.stdin)['root'])")
+# ALOI alone: the device image has opencv without contrib and no decord, which other parts use.
+root=$(python3 -m ssl_core.cli data synthesize --size tiny --parts aloi --json 2>"$OUT/synthesize.log" \
+       | python3 -c "import json,sys; print(json.load(sys.stdin)['root'])") \
+  || { echo "synthesize failed:"; tail -5 "$OUT/synthesize.log"; exit 1; }
 for dev in cpu cuda "cuda --allow-tf32"; do
   name=$(echo "$dev" | tr -d ' -')
   python3 -m ssl_core.cli probe --checkpoint random:resnet50 --probe aloi-viewpoint \

@@ -487,9 +487,10 @@ def test_on_device_on_cuda_equals_cpu(one_photo: FolderDataset) -> None:
     views = sampler.pairs(one_photo)
     batch = torch.utils.data.default_collate([seeded(views, s) for s in range(16)])
     ref = sampler.on_device(batch)
-    cuda = sampler.on_device({k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
+    on_cuda = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+    cuda = sampler.on_device(on_cuda)
     assert cuda["query"].is_cuda
     with forbid_host_syncs():  # warmed up: no blocking copy, no read-back
-        sampler.on_device({k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
+        sampler.on_device(on_cuda)
     torch.testing.assert_close(cuda["query"].cpu(), ref["query"], atol=1e-4, rtol=0)
     torch.testing.assert_close(cuda["key"].cpu(), ref["key"], atol=1e-4, rtol=0)
