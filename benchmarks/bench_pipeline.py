@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=2, help="batches left out per loader")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="batches left out per loader (default: 2 x --workers, at least 2)")
     ap.add_argument("--batches", type=int, default=6, help="timed batches per loader and round")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None, help="where the JPEGs live (kept); default: a temp dir")
@@ -127,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # each worker prepares 2 batches ahead: a warm-up shorter than that times a full buffer
     # being drained, not the workers (an H200 run with 15 workers, 3 + 6 batches, printed 2.8x)
-    if args.workers and args.warmup < 2 * args.workers:
+    if args.warmup is None:
+        args.warmup = max(2, 2 * args.workers)
+    elif args.workers and args.warmup < 2 * args.workers:
         ap.error(f"--warmup must be at least 2 x --workers ({2 * args.workers}) so the timed "
                  "batches are produced while timed, not prefetched before")
     wh = tuple(int(v) for v in args.source.split("x"))
