@@ -1,10 +1,10 @@
 """Feature extraction speed: batched DataLoader extraction vs one image at a time.
 
 Baseline: the simple loop a probing script would write (open an image, preprocess it,
-forward it alone). Measured: `ssl_core.features.extract_features` (batches, DataLoader
+forward it alone). Measured: `ssl_core.measure.features.extract_features` (batches, DataLoader
 workers decoding images in parallel), in NCHW and in NHWC (`channels_last`, its default
 on CPU), each decoding the images; and once more in NHWC with the images' pixels already
-prepared in memory by the run before (`ssl_core.features.PREPARED`), which is what every
+prepared in memory by the run before (`ssl_core.measure.features.PREPARED`), which is what every
 model after the first sees when a recipe probes several. All run in the same process on
 the same encoder and the same ALOI viewpoint images, and must give the same features.
 
@@ -25,8 +25,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ssl_core import features
-from ssl_core.features import (
+from ssl_core.measure import features
+from ssl_core.measure.features import (
     PreparedPixels,
     build_transform,
     crop_box,
@@ -35,7 +35,7 @@ from ssl_core.features import (
     load_rgb,
 )
 from ssl_core.interfaces import ImageRecord, ProbeItem, ProbeSet
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 
 _VIEW = re.compile(r"^(\d+)_r(\d+)\.png$")
 

@@ -1,7 +1,7 @@
 """Pairs/s of sslc's training loader against the official MoCo-v2 loader, same files, same workers.
 
 sslc: `Trainer.loader` (SeededItems over `aggressive-crop`'s pairs, RunSampler, persistent
-prefetching workers) built by a real `ssl_core.trainer.Trainer`, with `augment_on: cpu` (the
+prefetching workers) built by a real `ssl_core.run.trainer.Trainer`, with `augment_on: cpu` (the
 whole augmentation in the workers) and, for reference, `augment_on: gpu` (the workers' share
 only: decode, crop, parameter draws; uint8 out; the rest is `on_device`'s, timed by
 bench_train_e2e.py on a GPU).
@@ -83,9 +83,9 @@ def sslc_trainer(root: Path, size: int, batch: int, workers: int, steps: int, au
                  tmp: Path) -> Any:
     """A real Trainer over an image-folder dataset and `aggressive-crop`: its loader is the one
     `sslc run` trains from (the tiny model is never stepped here)."""
-    from ssl_core.plugins import get_registry
-    from ssl_core.recipe import TrainConfig
-    from ssl_core.trainer import Trainer
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import TrainConfig
+    from ssl_core.run.trainer import Trainer
 
     reg = get_registry()
     dataset = reg.create("dataset", {"type": "image-folder", "root": str(root)})
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--warmup must be at least 2 x --workers ({2 * args.workers}) so the timed "
                  "batches are produced while timed, not prefetched before")
     wh = tuple(int(v) for v in args.source.split("x"))
-    from ssl_core.progress import set_quiet
+    from ssl_core.kit.progress import set_quiet
 
     set_quiet(True)
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ssl_core.ris import representation_invariance_score
+from ssl_core.measure.ris import representation_invariance_score
 
 
 def loop_baseline(

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ssl_core import Encoder, VideoRecord, inspect_video, read_frames
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 from sslc_plugins.region_tracker.features import RegionFeatures, frames_to_input
 from sslc_plugins.region_tracker.proposals import filter_regions, selective_search
 

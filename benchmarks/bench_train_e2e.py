@@ -43,10 +43,10 @@ def _sync(device: torch.device) -> None:
 
 def build(args: argparse.Namespace, augment_on: str, root: Path, tmp: Path) -> tuple[Any, Any]:
     """(Trainer, sampler) exactly as the runner wires them for a recipe with these settings."""
-    from ssl_core.plugins import get_registry
-    from ssl_core.recipe import TrainConfig
-    from ssl_core.seeding import seed_everything
-    from ssl_core.trainer import Trainer
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import TrainConfig
+    from ssl_core.run.seeding import seed_everything
+    from ssl_core.run.trainer import Trainer
 
     reg = get_registry()
     seed_everything(0)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="image folder to write once and reuse (default: /tmp/sslc-bench-<source>-<n>)")
     ap.add_argument("--bar", type=float, default=None, help="exit 1 if a fit is below this share of the bare step")
     args = ap.parse_args(argv)
-    from ssl_core.progress import set_quiet
+    from ssl_core.kit.progress import set_quiet
 
     set_quiet(True)
     args.images = args.images or 10 * args.batch

@@ -96,10 +96,10 @@ class InMemoryPairs(torch.utils.data.Dataset):
 def fit_figure(args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
     """Steady-state img/s and data-wait fraction of Trainer.fit (its first step, which starts
     the workers, left out), read from the metrics.jsonl the loop writes."""
-    from ssl_core.plugins import get_registry
-    from ssl_core.progress import set_quiet
-    from ssl_core.recipe import TrainConfig
-    from ssl_core.trainer import Trainer
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.kit.progress import set_quiet
+    from ssl_core.recipe.schema import TrainConfig
+    from ssl_core.run.trainer import Trainer
 
     set_quiet(True)
     reg = get_registry()
@@ -136,9 +136,9 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
 
-    from ssl_core.plugins import get_registry
-    from ssl_core.recipe import TrainConfig
-    from ssl_core.trainer import Trainer
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import TrainConfig
+    from ssl_core.run.trainer import Trainer
 
     torch.manual_seed(0)
     x_q = torch.randn(args.batch, 3, args.size, args.size, device=device)

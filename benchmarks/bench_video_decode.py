@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ssl_core import VideoRecord, read_frames
-from ssl_core.video import DecodedVideos
+from ssl_core.kit.video import DecodedVideos
 
 
 def write_videos(folder: Path, count: int, frames: int, size: tuple[int, int], fps: float) -> list[Path]:

@@ -13,19 +13,19 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
-    "write_json": "ssl_core.atomic",
+    "write_json": "ssl_core.kit.atomic",
     "CheckpointError": "ssl_core.errors",
     "ComponentError": "ssl_core.errors",
     "DataError": "ssl_core.errors",
     "PluginError": "ssl_core.errors",
     "RecipeError": "ssl_core.errors",
     "SslcError": "ssl_core.errors",
-    "Register": "ssl_core.hookspecs",
-    "hookimpl": "ssl_core.hookspecs",
-    "IMAGENET_MEAN": "ssl_core.imageio",
-    "IMAGENET_STD": "ssl_core.imageio",
-    "crop_box": "ssl_core.imageio",
-    "load_rgb": "ssl_core.imageio",
+    "Register": "ssl_core.plugin.hookspecs",
+    "hookimpl": "ssl_core.plugin.hookspecs",
+    "IMAGENET_MEAN": "ssl_core.kit.imageio",
+    "IMAGENET_STD": "ssl_core.kit.imageio",
+    "crop_box": "ssl_core.kit.imageio",
+    "load_rgb": "ssl_core.kit.imageio",
     "CheckpointFormat": "ssl_core.interfaces",
     "ContrastiveObjective": "ssl_core.interfaces",
     "Dataset": "ssl_core.interfaces",
@@ -40,25 +40,25 @@ _EXPORTS: dict[str, str] = {
     "Preprocessing": "ssl_core.interfaces",
     "ProbeItem": "ssl_core.interfaces",
     "ProbeSet": "ssl_core.interfaces",
-    "cache_dir": "ssl_core.paths",
-    "resolve_device": "ssl_core.devices",
-    "progress_bar": "ssl_core.progress",
-    "ensure_fits": "ssl_core.memory",
-    "Params": "ssl_core.registry",
-    "device_constant": "ssl_core.transfer",
-    "to_device": "ssl_core.transfer",
-    "Track": "ssl_core.video",
-    "SelectedVideoDataset": "ssl_core.video",
-    "VideoDataset": "ssl_core.video",
-    "VideoRecord": "ssl_core.video",
-    "VideoSelection": "ssl_core.video",
-    "VIDEO_SUFFIXES": "ssl_core.video",
-    "bad_video": "ssl_core.video",
-    "inspect_video": "ssl_core.video",
-    "read_frames": "ssl_core.video",
-    "read_tracks_sidecar": "ssl_core.video",
-    "select_videos": "ssl_core.video",
-    "xywh_to_xyxy": "ssl_core.video",
+    "cache_dir": "ssl_core.kit.paths",
+    "resolve_device": "ssl_core.kit.devices",
+    "progress_bar": "ssl_core.kit.progress",
+    "ensure_fits": "ssl_core.kit.memory",
+    "Params": "ssl_core.plugin.registry",
+    "device_constant": "ssl_core.kit.transfer",
+    "to_device": "ssl_core.kit.transfer",
+    "Track": "ssl_core.kit.video",
+    "SelectedVideoDataset": "ssl_core.kit.video",
+    "VideoDataset": "ssl_core.kit.video",
+    "VideoRecord": "ssl_core.kit.video",
+    "VideoSelection": "ssl_core.kit.video",
+    "VIDEO_SUFFIXES": "ssl_core.kit.video",
+    "bad_video": "ssl_core.kit.video",
+    "inspect_video": "ssl_core.kit.video",
+    "read_frames": "ssl_core.kit.video",
+    "read_tracks_sidecar": "ssl_core.kit.video",
+    "select_videos": "ssl_core.kit.video",
+    "xywh_to_xyxy": "ssl_core.kit.video",
 }
 
 __all__ = [
@@ -126,8 +126,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from ssl_core.atomic import write_json
-    from ssl_core.devices import resolve_device
     from ssl_core.errors import (
         CheckpointError,
         ComponentError,
@@ -136,8 +134,6 @@ if TYPE_CHECKING:
         RecipeError,
         SslcError,
     )
-    from ssl_core.hookspecs import Register, hookimpl
-    from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
     from ssl_core.interfaces import (
         CheckpointFormat,
         ContrastiveObjective,
@@ -154,12 +150,14 @@ if TYPE_CHECKING:
         ProbeItem,
         ProbeSet,
     )
-    from ssl_core.memory import ensure_fits
-    from ssl_core.paths import cache_dir
-    from ssl_core.progress import progress_bar
-    from ssl_core.registry import Params
-    from ssl_core.transfer import device_constant, to_device
-    from ssl_core.video import (
+    from ssl_core.kit.atomic import write_json
+    from ssl_core.kit.devices import resolve_device
+    from ssl_core.kit.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
+    from ssl_core.kit.memory import ensure_fits
+    from ssl_core.kit.paths import cache_dir
+    from ssl_core.kit.progress import progress_bar
+    from ssl_core.kit.transfer import device_constant, to_device
+    from ssl_core.kit.video import (
         VIDEO_SUFFIXES,
         SelectedVideoDataset,
         Track,
@@ -173,3 +171,5 @@ if TYPE_CHECKING:
         select_videos,
         xywh_to_xyxy,
     )
+    from ssl_core.plugin.hookspecs import Register, hookimpl
+    from ssl_core.plugin.registry import Params

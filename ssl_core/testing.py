@@ -40,7 +40,6 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from ssl_core.errors import ComponentError, PluginError
-from ssl_core.hookspecs import KIND_HOOKS
 from ssl_core.interfaces import (
     KIND_BASES,
     ContrastiveObjective,
@@ -50,8 +49,9 @@ from ssl_core.interfaces import (
     ObjectiveOutput,
     PairSampler,
 )
-from ssl_core.plugins import PluginHost
-from ssl_core.registry import Params, Registry
+from ssl_core.plugin.hookspecs import KIND_HOOKS
+from ssl_core.plugin.host import PluginHost
+from ssl_core.plugin.registry import Params, Registry
 
 __all__ = [
     "ContractViolation",
@@ -199,7 +199,7 @@ def check_params_reject_unknown_keys(kind: str, component_name: str, *,
     dataset's `root`). `registry` defaults to the process-wide one (installed plugins).
     """
     if registry is None:
-        from ssl_core.plugins import get_registry
+        from ssl_core.plugin.host import get_registry
 
         registry = get_registry()
     valid = {"type": component_name, **(config or {})}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from ssl_core.plugins import reset_host
+from ssl_core.plugin.host import reset_host
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,7 +43,7 @@ class CliResult:
 def sslc(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Run the real `sslc` entry point in-process; returns exit code, stdout, stderr."""
     from ssl_core.cli import main
-    from ssl_core.progress import set_quiet
+    from ssl_core.kit.progress import set_quiet
 
     def run(*argv: str, env: dict[str, str] | None = None) -> CliResult:
         for k, v in (env or {}).items():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 
 
 def require_plugins(*names: str) -> None:

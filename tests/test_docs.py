@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

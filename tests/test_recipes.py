@@ -11,8 +11,8 @@ import torch
 import torchvision
 from helpers import require_plugins
 
-from ssl_core.plugins import get_registry
-from ssl_core.recipe import load_recipe
+from ssl_core.plugin.host import get_registry
+from ssl_core.recipe.schema import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 

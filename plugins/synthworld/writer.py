@@ -352,7 +352,7 @@ def render_world(root: Path, size: str, seed: int, workers: int | None = None,
     """Render the parts asked for (None: all) of the world (size, seed) into `root`; parts
     already complete there are kept as they are. `limits` renders only the first N jobs
     of a part (`Part.limit_unit`), the same bytes as in the whole part. The caller holds
-    the world's lock (`ssl_core.locking.world_lock`) when other processes may render the
+    the world's lock (`ssl_core.run.locking.world_lock`) when other processes may render the
     same world."""
     if size not in SIZES:
         raise DataError(f"unknown synthworld size {size!r}", f"use one of: {', '.join(SIZES)}")

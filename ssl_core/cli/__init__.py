@@ -72,7 +72,7 @@ def install_interrupt_handler() -> None:
 def _error(message: str, code: int = 2) -> None:
     from rich.markup import escape
 
-    from ssl_core.progress import console
+    from ssl_core.kit.progress import console
 
     console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)

@@ -19,8 +19,8 @@ from pydantic.fields import FieldInfo
 
 from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import ComponentError
-from ssl_core.locking import world_lock
-from ssl_core.registry import ComponentSpec, Registry
+from ssl_core.plugin.registry import ComponentSpec, Registry
+from ssl_core.run.locking import world_lock
 
 
 @click.group()
@@ -84,7 +84,7 @@ class WorldCommand(click.Command):
     only world installed), added when the command line is parsed, `--help` included."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        from ssl_core.plugins import get_registry
+        from ssl_core.plugin.host import get_registry
 
         name = None
         for i, arg in enumerate(args):
@@ -110,9 +110,9 @@ class WorldCommand(click.Command):
 @json_option
 def synthesize(world_type: str | None, as_json: bool, **params: Any) -> None:
     """Render a world (e.g. the embedded synthetic world) in real dataset layouts (cached)."""
-    from ssl_core.plugins import get_registry
-    from ssl_core.progress import is_quiet, progress_bar
-    from ssl_core.registry import build
+    from ssl_core.kit.progress import is_quiet, progress_bar
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.plugin.registry import build
 
     name = click.get_current_context().meta["sslc.world"]
     config: dict[str, Any] = {"type": name, **{k: v for k, v in params.items() if v is not None}}

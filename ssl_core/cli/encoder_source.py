@@ -4,15 +4,14 @@ layout), its options, the feature cache, and the chatter around them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from ssl_core.errors import ComponentError
 from ssl_core.interfaces import Encoder
-from ssl_core.progress import console, is_quiet
-from ssl_core.registry import Registry
+from ssl_core.kit.progress import console, is_quiet
+from ssl_core.plugin.registry import Registry
 
 RANDOM_PREFIX = "random:"
 #: the seed of `random:ARCH` encoders, as a recipe model's default `init_seed`
@@ -37,7 +36,7 @@ def parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
 
 def random_encoder(spec: str, registry: Registry) -> tuple[Encoder, dict[str, Any]]:
     """A randomly initialised encoder with a fixed seed: the 'no learning' baseline."""
-    from ssl_core.probing import seeded_encoder
+    from ssl_core.measure.probing import seeded_encoder
 
     arch = spec[len(RANDOM_PREFIX):]
     if not arch:
@@ -58,7 +57,7 @@ def report_load(report: Any) -> None:
 
 
 def check_format(fmt: str, registry: Registry) -> None:
-    from ssl_core.checkpoints import formats
+    from ssl_core.models.checkpoints import formats
 
     if fmt not in formats(registry):
         raise click.BadParameter(f"{fmt!r} is not a checkpoint format; choose from "
@@ -70,14 +69,14 @@ def load_source(checkpoint: str, registry: Registry, *, fmt: str = "auto", arch:
                 ) -> tuple[Encoder, dict[str, Any]]:
     """The encoder of `--checkpoint` (any layout sslc reads, or random:ARCH) and a record of
     where it came from, with its weights' identity (`encoder_id`)."""
-    from ssl_core.checkpoints import checkpoint_digest, load_encoder
-    from ssl_core.probing import encoder_identity
+    from ssl_core.measure.probing import encoder_identity
+    from ssl_core.models.checkpoints import checkpoint_digest, checkpoint_file, load_encoder
 
     if checkpoint.startswith(RANDOM_PREFIX):
         encoder, source = random_encoder(checkpoint, registry)
     else:
         check_format(fmt, registry)
-        path = Path(checkpoint).expanduser()
+        path = checkpoint_file(checkpoint)
         encoder, report = load_encoder(path, format=fmt, arch=arch, prefix_map=prefix_map,
                                        strict=strict, registry=registry)
         report_load(report)
@@ -89,9 +88,9 @@ def load_source(checkpoint: str, registry: Registry, *, fmt: str = "auto", arch:
 
 def feature_cache(use_cache: bool) -> Any:
     """The shared feature cache, or None (with a warning) when off or not writable."""
-    from ssl_core.features import FeatureCache
-    from ssl_core.paths import cache_dir
-    from ssl_core.preflight import cache_usable
+    from ssl_core.kit.paths import cache_dir
+    from ssl_core.kit.preflight import cache_usable
+    from ssl_core.measure.features import FeatureCache
 
     root = cache_dir() / "features"
     return FeatureCache(root) if use_cache and cache_usable(root, "feature cache") else None

@@ -21,7 +21,7 @@ from ssl_core.cli.encoder_source import (
 )
 from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import ComponentError
-from ssl_core.progress import results_console
+from ssl_core.kit.progress import results_console
 
 
 def _assignments(items: Sequence[str], option: str) -> dict[str, Any]:
@@ -84,9 +84,9 @@ def evaluate(checkpoint: str, evaluator_name: str, data: str, dataset_type: str 
       sslc evaluate --checkpoint random:resnet50 --evaluator voc07-svm --data /data/voc --dataset voc2007-cropped-boxes
       sslc evaluate --checkpoint ckpt.pth --evaluator linear-softmax --data /data/imagenet --json
     """
-    from ssl_core.evaluation import evaluate as run_evaluation
-    from ssl_core.evaluation import save_features as write_features
-    from ssl_core.plugins import get_registry
+    from ssl_core.measure.evaluation import evaluate as run_evaluation
+    from ssl_core.measure.evaluation import save_features as write_features
+    from ssl_core.plugin.host import get_registry
 
     registry = get_registry()
     # everything a typo can break is built before the encoder is loaded or any image read

@@ -10,19 +10,7 @@ import click
 
 from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import CheckpointError
-from ssl_core.progress import console, is_quiet
-
-
-def _checkpoint_of(source: Path) -> Path:
-    """A run's model directory (`RUN/models/NAME`) or a checkpoint file."""
-    if source.is_dir():
-        ckpt = source / "checkpoint.pt"
-        if not ckpt.is_file():
-            raise CheckpointError(f"{source} holds no checkpoint.pt",
-                                  "point at RUN_DIR/models/<model name> of a finished run, "
-                                  "or at a checkpoint file")
-        return ckpt
-    return source
+from ssl_core.kit.progress import console, is_quiet
 
 
 @click.command()
@@ -42,9 +30,9 @@ def export(source: Path, fmt: str, output: Path, as_json: bool) -> None:
       sslc export runs/quickstart/models/moco --format moco -o moco_sslc.pth.tar
       sslc export runs/paper/models/moco --format torchvision -o resnet50.pth
     """
-    from ssl_core.atomic import torch_save
-    from ssl_core.checkpoints import load_encoder
-    from ssl_core.plugins import get_registry
+    from ssl_core.kit.atomic import torch_save
+    from ssl_core.models.checkpoints import load_encoder
+    from ssl_core.plugin.host import get_registry
 
     registry = get_registry()
     if fmt not in registry.names("checkpoint-format"):
@@ -52,7 +40,7 @@ def export(source: Path, fmt: str, output: Path, as_json: bool) -> None:
             f"{fmt!r} is not a registered checkpoint format; choose from "
             f"{', '.join(registry.names('checkpoint-format')) or '(none loaded)'}",
             param_hint="--format")
-    encoder, report = load_encoder(_checkpoint_of(source), registry=registry)
+    encoder, report = load_encoder(source, registry=registry)
     layout = registry.create("checkpoint-format", {"type": fmt}, where="--format")
     try:
         obj = layout.export(encoder.state_dict(), encoder, report.encoder_config)

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ssl_core.devices import check_device
-from ssl_core.progress import set_quiet
+from ssl_core.kit.devices import check_device
+from ssl_core.kit.progress import set_quiet
 
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,8 +8,8 @@ import click
 from rich.table import Table
 
 from ssl_core.cli.options import json_option
-from ssl_core.plugins import get_host
-from ssl_core.progress import console, results_console
+from ssl_core.kit.progress import console, results_console
+from ssl_core.plugin.host import get_host
 
 
 @click.command()

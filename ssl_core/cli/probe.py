@@ -20,11 +20,11 @@ from ssl_core.cli.encoder_source import (
 )
 from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import DataError
-from ssl_core.features import rows_metadata
-from ssl_core.plugins import get_registry
-from ssl_core.probing import measure
-from ssl_core.progress import results_console
-from ssl_core.registry import Registry
+from ssl_core.kit.progress import results_console
+from ssl_core.measure.features import rows_metadata
+from ssl_core.measure.probing import measure
+from ssl_core.plugin.host import get_registry
+from ssl_core.plugin.registry import Registry
 
 
 def _parse_data(items: Sequence[str], registry: Registry) -> tuple[str | None, dict[str, str]]:
@@ -135,8 +135,8 @@ def probe(checkpoint: str | None, features_file: Path | None, probes: tuple[str,
 
 
 def _probe_features_file(path: Path, top_k: Sequence[int], resamples: int) -> dict[str, Any]:
-    from ssl_core.interop import load_alldata
-    from ssl_core.ris import representation_invariance_score
+    from ssl_core.measure.alldata import load_alldata
+    from ssl_core.measure.ris import representation_invariance_score
 
     data = load_alldata(path)
     ris = representation_invariance_score(data.feat, data.instance, data.classes,
@@ -177,7 +177,7 @@ def _probe_checkpoint(checkpoint: str, probes: Sequence[str], data: Sequence[str
         row: dict[str, Any] = {"probe": name, "dataset": p.dataset_type, "data_root": str(root),
                                **measured}
         if save_features is not None:
-            from ssl_core.interop import save_alldata
+            from ssl_core.measure.alldata import save_alldata
 
             out = _save_path(save_features, name, len(probes) > 1)
             paths, boxes = rows_metadata(probe_set)

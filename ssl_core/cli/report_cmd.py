@@ -24,9 +24,9 @@ def report(run_dir: Path, as_json: bool) -> None:
       sslc report runs/quickstart
       sslc report runs/paper_table1-paper --json
     """
-    from ssl_core.progress import is_quiet, results_console
-    from ssl_core.report import render_report
-    from ssl_core.run_results import load_run_recipe
+    from ssl_core.kit.progress import is_quiet, results_console
+    from ssl_core.report.render import render_report
+    from ssl_core.results.store import load_run_recipe
 
     recipe = load_run_recipe(run_dir)
     rendered = render_report(run_dir, recipe)

@@ -16,7 +16,7 @@ from ssl_core.cli.options import (
     recipe_options,
     seeds_option,
 )
-from ssl_core.stages import STAGES
+from ssl_core.run.stages import STAGES
 
 
 def _stages(text: str) -> list[str]:
@@ -46,16 +46,16 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
     Under torchrun (`torchrun --nproc-per-node N $(which sslc) run RECIPE`) the N processes
     train together; rank 0 alone holds the run directory's lock, writes and prints.
     """
-    from ssl_core import distributed
-    from ssl_core.devices import resolve_device
-    from ssl_core.locking import dir_lock
-    from ssl_core.paths import cache_dir
-    from ssl_core.plugins import get_registry
-    from ssl_core.preflight import ensure_writable_dir
-    from ssl_core.progress import results_console, set_quiet
-    from ssl_core.recipe import check_data_roots, load_recipe
-    from ssl_core.rundir import claim_run_dir
-    from ssl_core.runner import Runner
+    from ssl_core.kit import distributed
+    from ssl_core.kit.devices import resolve_device
+    from ssl_core.kit.paths import cache_dir
+    from ssl_core.kit.preflight import ensure_writable_dir
+    from ssl_core.kit.progress import results_console, set_quiet
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import check_data_roots, load_recipe
+    from ssl_core.run.locking import dir_lock
+    from ssl_core.run.rundir import claim_run_dir
+    from ssl_core.run.runner import Runner
 
     chosen = _stages(stages)
     registry = get_registry()
@@ -104,8 +104,8 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
 def validate(recipe: str, profile: str, overrides: tuple[str, ...], seeds: list[int] | None,
              no_data_check: bool, as_json: bool) -> None:
     """Check a recipe (structure and every component's parameters) without running it."""
-    from ssl_core.plugins import get_registry
-    from ssl_core.recipe import check_data_roots, load_recipe
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import check_data_roots, load_recipe
 
     registry = get_registry()
     loaded = load_recipe(recipe, profile=profile, overrides=overrides, seeds=seeds, registry=registry)
@@ -127,9 +127,9 @@ def validate(recipe: str, profile: str, overrides: tuple[str, ...], seeds: list[
               help="Write the schema to this file instead of stdout.")
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the recipe format (with the loaded plugins' components)."""
-    from ssl_core.atomic import write_text
-    from ssl_core.plugins import get_registry
-    from ssl_core.recipe import recipe_json_schema
+    from ssl_core.kit.atomic import write_text
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import recipe_json_schema
 
     text = json.dumps(recipe_json_schema(get_registry()), indent=2)
     if output is None:

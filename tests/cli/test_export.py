@@ -9,8 +9,8 @@ import torch
 import torchvision
 from helpers import require_plugins
 
-from ssl_core.checkpoints import SSLC_FORMAT_VERSION, load_encoder
-from ssl_core.plugins import get_registry
+from ssl_core.models.checkpoints import SSLC_FORMAT_VERSION, load_encoder
+from ssl_core.plugin.host import get_registry
 
 
 def _run_model_dir(tmp_path: Path, small_input: bool = False) -> tuple[Path, dict]:

@@ -18,7 +18,7 @@ import pytest
 from helpers import TINY_TRAIN_RECIPE, assert_user_error, require_plugins, write_images
 
 from ssl_core.errors import LockedError
-from ssl_core.locking import LOCK_NAME, dir_lock, read_holder
+from ssl_core.run.locking import LOCK_NAME, dir_lock, read_holder
 
 RECIPE = TINY_TRAIN_RECIPE + """\
 probes:
@@ -68,8 +68,8 @@ def test_help_lines_match_the_commands() -> None:
 
 
 def test_cli_stages_are_the_runners() -> None:
-    from ssl_core.runner import STAGES as runner_stages
-    from ssl_core.stages import STAGES
+    from ssl_core.run.runner import STAGES as runner_stages
+    from ssl_core.run.stages import STAGES
 
     assert tuple(runner_stages) == STAGES
 
@@ -103,7 +103,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(recipe, tmp_path: Path)
 # -- 3: locks ----------------------------------------------------------------------------------
 HOLD = """\
 import sys, time
-from ssl_core.locking import dir_lock
+from ssl_core.run.locking import dir_lock
 with dir_lock(sys.argv[1], what="run directory"):
     print("locked", flush=True)
     time.sleep(120)
@@ -203,7 +203,7 @@ def test_cache_dir_that_is_a_file(sslc, recipe, tmp_path: Path) -> None:
 
 
 def test_unusable_cache_warns_and_returns_false(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ssl_core.preflight import cache_usable
+    from ssl_core.kit.preflight import cache_usable
 
     (tmp_path / "f").write_text("x")
     assert cache_usable(tmp_path / "c", "feature cache")
@@ -312,7 +312,7 @@ def test_validate_accepts_seeds(sslc, recipe) -> None:
 # -- issue 6: `sslc data synthesize` options come from the world's parameter model --------------
 def test_synthesize_options_come_from_the_world_params(sslc) -> None:
     require_plugins("synthworld")
-    from ssl_core.plugins import get_registry
+    from ssl_core.plugin.host import get_registry
 
     params = get_registry().get("dataset", "synthworld").params.model_fields
     sizes = typing.get_args(params["size"].annotation)
@@ -327,7 +327,7 @@ def test_synthesize_options_come_from_the_world_params(sslc) -> None:
 
 def test_a_world_being_rendered_is_locked(sslc) -> None:
     require_plugins("synthworld")
-    from ssl_core.plugins import get_registry
+    from ssl_core.plugin.host import get_registry
 
     root = get_registry().create("dataset", {"type": "synthworld", "size": "tiny", "seed": 7}).root
     proc = _holder(root, HOLD.replace("dir_lock(sys.argv[1], what=\"run directory\")", "world_lock(sys.argv[1])")

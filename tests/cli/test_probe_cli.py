@@ -13,9 +13,9 @@ import torch
 import torchvision
 from PIL import Image, ImageDraw
 
-from ssl_core.interop import load_alldata, save_alldata
-from ssl_core.plugins import get_registry
-from ssl_core.ris import representation_invariance_score
+from ssl_core.measure.alldata import load_alldata, save_alldata
+from ssl_core.measure.ris import representation_invariance_score
+from ssl_core.plugin.host import get_registry
 
 
 def _has(kind: str, name: str) -> bool:
@@ -281,10 +281,10 @@ def test_unwritable_feature_cache_still_gives_the_scores(sslc, tmp_path: Path, g
     assert row["cache"] == "off" and 0 < row["top10"] <= 100
 
     # a cache that fails while writing (disk full, permissions changed) is switched off too
-    from ssl_core.features import FeatureCache
+    from ssl_core.measure.features import FeatureCache
 
     store = FeatureCache(tmp_path / "ok")
-    monkeypatch.setattr("ssl_core.features.atomic_path",
+    monkeypatch.setattr("ssl_core.measure.features.atomic_path",
                         lambda path: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     assert store.store("k", np.zeros((2, 2), dtype=np.float32)) is None
     assert store.writable is False

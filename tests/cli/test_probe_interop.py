@@ -19,8 +19,8 @@ import pytest
 import torch
 from helpers import oracle_ris, require_plugins
 
-from ssl_core.interop import load_alldata, numpy_safe_globals
-from ssl_core.plugins import get_registry
+from ssl_core.measure.alldata import load_alldata, numpy_safe_globals
+from ssl_core.plugin.host import get_registry
 
 
 def authors_measure(feat_data: dict[str, Any], neuron_counts: tuple[int, ...] = (10, 25)) -> dict[int, float]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssl_core.atomic import atomic_path, torch_save, write_json
+from ssl_core.kit.atomic import atomic_path, torch_save, write_json
 
 
 def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:

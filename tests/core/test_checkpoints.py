@@ -8,14 +8,14 @@ import pytest
 import torch
 import torchvision
 
-from ssl_core.checkpoints import (
+from ssl_core.errors import CheckpointError
+from ssl_core.models.checkpoints import (
     apply_prefix_map,
     checkpoint_digest,
     find_trunk,
     load_encoder,
 )
-from ssl_core.errors import CheckpointError
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 
 
 @pytest.fixture(scope="module")

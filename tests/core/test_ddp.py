@@ -21,12 +21,12 @@ import torch
 from helpers import require_plugins, write_images
 from torch import Tensor, nn
 
-from ssl_core import distributed
 from ssl_core.errors import RecipeError, SslcError
 from ssl_core.interfaces import Encoder
-from ssl_core.plugins import get_registry
-from ssl_core.recipe import TrainConfig
-from ssl_core.seeding import RankSlices, RunSampler
+from ssl_core.kit import distributed
+from ssl_core.plugin.host import get_registry
+from ssl_core.recipe.schema import TrainConfig
+from ssl_core.run.seeding import RankSlices, RunSampler
 
 WORLD = 2
 BATCH = 8  # global: 4 images per rank
@@ -75,7 +75,7 @@ def test_partial_torchrun_environment_is_a_clear_error(monkeypatch: pytest.Monke
 
 def test_global_batch_that_does_not_split_names_train_batch_size(monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path) -> None:
-    from ssl_core.trainer import Trainer
+    from ssl_core.run.trainer import Trainer
 
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(RecipeError, match="train.batch_size 8") as err:
@@ -135,7 +135,7 @@ def make_objective(bn: bool) -> Any:
 def train(bn: bool, checkpoint: Path) -> tuple[Any, list[float], list[Tensor]]:
     """Two steps of the real Trainer; returns the objective, the logged losses and the keys
     this rank handed to the queue at each step (before they were gathered)."""
-    from ssl_core.trainer import Trainer
+    from ssl_core.run.trainer import Trainer
 
     objective = make_objective(bn)
     keys: list[Tensor] = []
@@ -153,7 +153,7 @@ def train(bn: bool, checkpoint: Path) -> tuple[Any, list[float], list[Tensor]]:
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    from ssl_core.progress import set_quiet
+    from ssl_core.kit.progress import set_quiet
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))

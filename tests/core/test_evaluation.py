@@ -12,14 +12,6 @@ from PIL import Image
 from torch import nn
 
 from ssl_core.errors import ComponentError, DataError
-from ssl_core.evaluation import check_dataset_names, evaluate, save_features, split_config
-from ssl_core.features import (
-    FeatureCache,
-    ImageRows,
-    RowImages,
-    feature_key_parts,
-    rows_key_parts,
-)
 from ssl_core.interfaces import (
     Dataset,
     Encoder,
@@ -29,6 +21,14 @@ from ssl_core.interfaces import (
     Preprocessing,
     ProbeItem,
     ProbeSet,
+)
+from ssl_core.measure.evaluation import check_dataset_names, evaluate, save_features, split_config
+from ssl_core.measure.features import (
+    FeatureCache,
+    ImageRows,
+    RowImages,
+    feature_key_parts,
+    rows_key_parts,
 )
 
 
@@ -175,8 +175,8 @@ class MapEval(Evaluator):
 
 def _old_rows_key_parts(encoder_id: str, rows: ImageRows) -> dict:
     """The pooled-feature key exactly as written before feature maps existed."""
-    from ssl_core.features import PREPROCESS_VERSION, images_fingerprint
-    from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD
+    from ssl_core.kit.imageio import IMAGENET_MEAN, IMAGENET_STD
+    from ssl_core.measure.features import PREPROCESS_VERSION, images_fingerprint
 
     pre = rows.preprocessing
     return {"precision": "fp32", "encoder_id": encoder_id, "encoder_class": None,
@@ -256,7 +256,7 @@ def test_maps_that_cannot_fit_name_the_layer_and_what_to_lower(
     from ssl_core.errors import SslcError
 
     ds = Folder(tmp_path)
-    monkeypatch.setattr("ssl_core.memory.available_bytes", lambda: 1000)  # pooled: 4 x 4 x 4 B fit
+    monkeypatch.setattr("ssl_core.kit.memory.available_bytes", lambda: 1000)  # pooled: 4 x 4 x 4 B fit
     evaluate(TinyMaps(), MapEval(Preprocessing((16, 16))), ds, cache=None, encoder_id="e")
     with pytest.raises(SslcError, match=r"grid feature maps of 'train' \(4 rows x 4 x 8 x 8, "
                                         r"float32\) needs") as err:

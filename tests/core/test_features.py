@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssl_core import features
 from ssl_core.errors import DataError
-from ssl_core.features import (
+from ssl_core.interfaces import Encoder, ImageRecord, ProbeItem, ProbeSet
+from ssl_core.kit.imageio import crop_box, load_rgb
+from ssl_core.measure import features
+from ssl_core.measure.features import (
     PREPARED,
     FeatureCache,
     PreparedPixels,
@@ -24,8 +26,6 @@ from ssl_core.features import (
     features_for,
     rows_metadata,
 )
-from ssl_core.imageio import crop_box, load_rgb
-from ssl_core.interfaces import Encoder, ImageRecord, ProbeItem, ProbeSet
 
 
 class TinyEncoder(Encoder):

@@ -9,10 +9,10 @@ import pytest
 import torch
 from helpers import require_plugins
 
-from ssl_core.plugins import get_registry
-from ssl_core.recipe import TrainConfig
+from ssl_core.plugin.host import get_registry
+from ssl_core.recipe.schema import TrainConfig
+from ssl_core.run.trainer import Trainer
 from ssl_core.testing import forbid_host_syncs
-from ssl_core.trainer import Trainer
 
 
 @pytest.mark.gpu
@@ -43,8 +43,8 @@ def test_cuda_features_match_cpu(tmp_path: Path) -> None:
     require_plugins("resnet18")
     from PIL import Image
 
-    from ssl_core.features import extract_features
     from ssl_core.interfaces import ImageRecord, ProbeItem, ProbeSet
+    from ssl_core.measure.features import extract_features
 
     paths = []
     for i in range(6):

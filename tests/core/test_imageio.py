@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ssl_core.errors import DataError
-from ssl_core.imageio import crop_box, load_rgb
+from ssl_core.kit.imageio import crop_box, load_rgb
 
 
 def test_16bit_png_matches_its_8bit_version(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ pytest.importorskip("matplotlib")
 from matplotlib.container import BarContainer  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ssl_core import plots  # noqa: E402
-from ssl_core.recipe import Recipe  # noqa: E402
-from ssl_core.report import build_report  # noqa: E402
-from ssl_core.run_results import LossCurve  # noqa: E402
+from ssl_core.recipe.schema import Recipe  # noqa: E402
+from ssl_core.report import plots  # noqa: E402
+from ssl_core.report.render import build_report  # noqa: E402
+from ssl_core.results.store import LossCurve  # noqa: E402
 
 MODELS = ("moco", "random-init", "pirl")
 PROBES = ("occlusion", "illumination-direction", "viewpoint")
@@ -209,6 +209,6 @@ def test_report_lists_and_embeds_the_plots(tmp_path: Path) -> None:
 
 
 def test_importing_the_report_does_not_import_matplotlib() -> None:
-    code = "import sys, ssl_core.report, ssl_core.cli.app; print('matplotlib' in sys.modules)"
+    code = "import sys, ssl_core.report.render, ssl_core.cli.app; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

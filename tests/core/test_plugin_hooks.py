@@ -7,9 +7,9 @@ from types import ModuleType
 
 import pytest
 
-from ssl_core.hookspecs import hookimpl
 from ssl_core.interfaces import Dataset
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.hookspecs import hookimpl
+from ssl_core.plugin.host import PluginHost
 
 
 class _Data(Dataset):

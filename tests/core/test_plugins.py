@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from ssl_core import ComponentError, PluginError, hookimpl
-from ssl_core.plugins import PluginHost, reset_host
+from ssl_core.plugin.host import PluginHost, reset_host
 
 
 def install_fake_distribution(site: Path, dist: str, modules: dict[str, str],

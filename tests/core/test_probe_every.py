@@ -16,7 +16,7 @@ from helpers import TINY_TRAIN_RECIPE, assert_user_error, require_plugins, write
 from PIL import Image
 
 from ssl_core.errors import RecipeError
-from ssl_core.recipe import load_recipe
+from ssl_core.recipe.schema import load_recipe
 
 #: the tiny training recipe with two ALOI probes on the data root's aloi/ folder
 PROBES = """\

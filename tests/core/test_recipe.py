@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ssl_core.errors import ComponentError, RecipeError
-from ssl_core.plugins import get_registry
-from ssl_core.recipe import load_recipe, recipe_json_schema
+from ssl_core.plugin.host import get_registry
+from ssl_core.recipe.schema import load_recipe, recipe_json_schema
 
 BASE = """\
 name: base
@@ -191,8 +191,8 @@ def test_schema_accepts_the_keys_validate_accepts() -> None:
     """`model` on an evaluation and `dataset` on a probe are the runner's, not the plugin's:
     the exported JSON Schema lists them, so editors accept what `sslc validate` accepts."""
     from ssl_core.interfaces import Evaluator, InvarianceProbe
-    from ssl_core.recipe import RECIPE_KEYS, recipe_json_schema
-    from ssl_core.registry import Registry, make_spec
+    from ssl_core.plugin.registry import Registry, make_spec
+    from ssl_core.recipe.schema import RECIPE_KEYS, recipe_json_schema
 
     class Eval(Evaluator):
         def __init__(self, params: object) -> None: ...

@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 
 from ssl_core.errors import RecipeError
-from ssl_core.recipe import Recipe
-from ssl_core.report import build_report, cell, compare
+from ssl_core.recipe.schema import Recipe
+from ssl_core.report.render import build_report, cell, compare
 
 
 def _recipe(report: dict[str, Any] | None = None) -> Recipe:
@@ -119,10 +119,18 @@ def test_claims_supported_contradicted_undecided() -> None:
                                              "direction": "up"}]}, "direction"),
     ({"baselin": "random-init"}, "baselin"),
 ])
-def test_bad_report_sections_are_recipe_errors(report, match) -> None:
+def test_bad_report_sections_are_recipe_errors(report, match, tmp_path) -> None:
+    """A malformed `report` section fails when the recipe is loaded, naming its YAML line."""
+    import yaml
+
+    from ssl_core.recipe.schema import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "r", "models": {"moco": {"encoder": {"type": "resnet18"}}}, "report": report}))
     with pytest.raises(RecipeError, match=match) as e:
-        build_report(_recipe(report), {}, {}, device="cpu")
-    assert e.value.hint
+        load_recipe(path)
+    assert e.value.hint and "r.yaml:" in str(e.value)
 
 
 def test_names_not_in_the_run_cannot_decide() -> None:

@@ -11,8 +11,8 @@ import torch
 from helpers import oracle_ris
 
 from ssl_core.errors import DataError, SslcError
-from ssl_core.interop import AllData, load_alldata, numpy_safe_globals, save_alldata
-from ssl_core.ris import RISResult, representation_invariance_score
+from ssl_core.measure.alldata import AllData, load_alldata, numpy_safe_globals, save_alldata
+from ssl_core.measure.ris import RISResult, representation_invariance_score
 
 
 def _random_case(rng, n_traj, size_range, d, n_classes=None, relu=True, rounding=None):

@@ -37,9 +37,9 @@ def test_force_with_other_stages_does_not_retrain(sslc, tmp_path: Path) -> None:
 def test_a_worlds_content_neutral_params_stay_out_of_training_fingerprints(tmp_path: Path) -> None:
     """Rendering fewer ALOI objects changes no file a model trains on: no retraining."""
     require_plugins("synthworld")
-    from ssl_core.plugins import get_registry
-    from ssl_core.recipe import load_recipe
-    from ssl_core.runner import Runner
+    from ssl_core.plugin.host import get_registry
+    from ssl_core.recipe.schema import load_recipe
+    from ssl_core.run.runner import Runner
 
     def identity(world: str) -> object:
         recipe = tmp_path / "r.yaml"

@@ -17,10 +17,11 @@ from torch import nn
 
 from ssl_core.errors import DataError
 from ssl_core.interfaces import ContrastiveObjective, Encoder, ObjectiveOutput
-from ssl_core.metrics_log import METRICS_FILE, TENSORBOARD_DIR
-from ssl_core.recipe import TrainConfig
-from ssl_core.seeding import EpochSampler, RunSampler
-from ssl_core.trainer import Trainer, cosine_lr, progress_info
+from ssl_core.recipe.schema import TrainConfig
+from ssl_core.results.layout import METRICS_FILE
+from ssl_core.run.metrics_log import TENSORBOARD_DIR
+from ssl_core.run.seeding import EpochSampler, RunSampler
+from ssl_core.run.trainer import Trainer, cosine_lr, progress_info
 
 
 class Config(TrainConfig):

@@ -1,4 +1,4 @@
-"""ssl_core.transfer: device constants made once, host data sent without a blocking copy."""
+"""ssl_core.kit.transfer: device constants made once, host data sent without a blocking copy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_core import device_constant, to_device, transfer
+from ssl_core import device_constant, to_device
+from ssl_core.kit import transfer
 from ssl_core.testing import forbid_host_syncs
 
 

@@ -1,4 +1,4 @@
-"""ssl_core.video: the one frame reader (decord for files, load_rgb for frame folders)."""
+"""ssl_core.kit.video: the one frame reader (decord for files, load_rgb for frame folders)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ssl_core import DataError
-from ssl_core.video import (
+from ssl_core.kit.video import (
     DECODED,
     DecodedVideos,
     VideoRecord,

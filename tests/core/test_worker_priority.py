@@ -1,4 +1,4 @@
-"""DataLoader workers run at a lower CPU priority than the training process (ssl_core.trainer)."""
+"""DataLoader workers run at a lower CPU priority than the training process (ssl_core.run.trainer)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from ssl_core.trainer import WORKER_NICENESS, lower_priority
+from ssl_core.run.trainer import WORKER_NICENESS, lower_priority
 
 
 class Niceness(torch.utils.data.Dataset):

@@ -12,7 +12,7 @@ from scenekit import ADE_CLASS_LINES, write_ade
 
 import sslc_plugins.ade20k as ade20k
 from ssl_core import DataError
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 
 def _dataset(root: Path, prepare: bool = True, **params):

@@ -16,7 +16,7 @@ from torchvision.transforms import functional as TF
 
 import sslc_plugins.aggressive_crop as plugin
 from ssl_core import ComponentError, DataError, Dataset, ImageRecord
-from ssl_core.seeding import SeededItems
+from ssl_core.run.seeding import SeededItems
 from ssl_core.testing import (
     check_pair_sampler,
     check_params_reject_unknown_keys,

@@ -11,7 +11,7 @@ from PIL import Image
 import sslc_plugins.aloi as aloi
 import sslc_plugins.synthworld as synthworld
 from ssl_core import DataError
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 LAMPS = (110, 120, 130, 140, 150, 160, 170, 180, 190, 210, 230, 250)
 

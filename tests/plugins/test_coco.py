@@ -11,7 +11,7 @@ from scenekit import standard_coco, write_coco
 
 import sslc_plugins.coco as coco
 from ssl_core import ComponentError, DataError
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 
 def _dataset(root: Path, kind: str = "coco", prepare: bool = True, **params):

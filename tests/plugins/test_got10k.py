@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from ssl_core import ComponentError, DataError, VideoDataset, load_rgb, read_frames
-from ssl_core.features import extract_features
-from ssl_core.plugins import PluginHost
+from ssl_core.measure.features import extract_features
+from ssl_core.plugin.host import PluginHost
 from sslc_plugins import got10k
 
 

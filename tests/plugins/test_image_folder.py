@@ -11,7 +11,7 @@ from PIL import Image
 import sslc_plugins.image_folder as image_folder
 import sslc_plugins.synthworld as synthworld
 from ssl_core import ComponentError, DataError
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 
 def _img(path: Path, fmt: str = "JPEG") -> None:

@@ -11,7 +11,7 @@ from helpers import require_plugins
 
 from ssl_core import Dataset, ImageRecord, Preprocessing
 from ssl_core.errors import DataError
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 from sslc_plugins.linear_softmax import top_k_accuracy
 
 

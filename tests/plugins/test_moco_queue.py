@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.errors import CheckpointError, ComponentError, SslcError
-from ssl_core.registry import Registry, make_spec
+from ssl_core.plugin.registry import Registry, make_spec
 from ssl_core.testing import check_steps_never_wait
 from sslc_plugins import moco_queue
 from sslc_plugins.moco_queue import MocoFormat, MocoQueue, MocoQueueParams, official_checkpoint

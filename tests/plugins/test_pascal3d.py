@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from ssl_core import ComponentError, DataError
-from ssl_core.features import extract_features
-from ssl_core.plugins import PluginHost
+from ssl_core.measure.features import extract_features
+from ssl_core.plugin.host import PluginHost
 from sslc_plugins import pascal3d
 
 REL = "PASCAL3D+_release1.1"

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from ssl_core.errors import CheckpointError, ComponentError
-from ssl_core.registry import Registry, make_spec
+from ssl_core.plugin.registry import Registry, make_spec
 from sslc_plugins import resnet
 
 

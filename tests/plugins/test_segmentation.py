@@ -14,8 +14,8 @@ from PIL import Image
 
 from ssl_core import Dataset, ImageRecord
 from ssl_core.errors import ComponentError, DataError
-from ssl_core.evaluation import evaluate
-from ssl_core.features import FeatureCache
+from ssl_core.measure.evaluation import evaluate
+from ssl_core.measure.features import FeatureCache
 from ssl_core.testing import check_params_reject_unknown_keys, check_registers_cleanly, fresh_host
 from sslc_plugins import segmentation as plugin
 from sslc_plugins.resnet import ResNet18, ResNetParams

@@ -16,15 +16,15 @@ from torch import nn
 
 from ssl_core import Encoder
 from ssl_core.errors import ComponentError
-from ssl_core.metrics_log import METRICS_FILE
-from ssl_core.recipe import TrainConfig
+from ssl_core.recipe.schema import TrainConfig
+from ssl_core.results.layout import METRICS_FILE
+from ssl_core.run.trainer import Trainer
 from ssl_core.testing import (
     check_objective,
     check_params_reject_unknown_keys,
     check_registers_cleanly,
     fresh_host,
 )
-from ssl_core.trainer import Trainer
 from sslc_plugins import supervised as plugin
 from sslc_plugins.aggressive_crop import AggressiveCrop, AggressiveCropParams
 from sslc_plugins.image_folder import ImageFolder, ImageFolderParams

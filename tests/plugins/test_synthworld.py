@@ -15,7 +15,7 @@ from PIL import Image
 
 import sslc_plugins.synthworld as synthworld
 from ssl_core.errors import DataError
-from ssl_core.plugins import PluginHost, get_registry
+from ssl_core.plugin.host import PluginHost, get_registry
 from sslc_plugins.synthworld import common, writer
 from sslc_plugins.synthworld.objects import (
     CATEGORIES,
@@ -300,7 +300,7 @@ def test_pascal3d_viewpoints_cycle_through_cells(world_root: Path) -> None:
 ])
 def test_every_probe_works_on_the_tiny_world(world_root: Path, probe: str, dataset: dict) -> None:
     """Issue 10 item 11: all six probes build trajectories of >= 3 rows and score on tiny."""
-    from ssl_core.ris import representation_invariance_score
+    from ssl_core.measure.ris import representation_invariance_score
 
     require_plugins(probe, dataset["type"])
     reg = get_registry()

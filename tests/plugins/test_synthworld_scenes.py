@@ -13,7 +13,7 @@ from PIL import Image
 import sslc_plugins.ade20k as ade20k
 import sslc_plugins.coco as coco
 import sslc_plugins.voc2007 as voc2007
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 from sslc_plugins.synthworld import write_scenes as ws
 from sslc_plugins.synthworld.objects import CATEGORIES
 

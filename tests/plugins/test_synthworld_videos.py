@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 import sslc_plugins.synthworld as synthworld
 from ssl_core import DataError, inspect_video, read_frames, read_tracks_sidecar
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 from sslc_plugins.synthworld import common, writer
 from sslc_plugins.synthworld.write_videos import (
     TRACKINGNET,

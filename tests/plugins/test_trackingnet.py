@@ -18,7 +18,7 @@ from videokit import (
 
 import sslc_plugins.trackingnet as trackingnet
 from ssl_core import ComponentError, DataError, VideoDataset, read_frames, xywh_to_xyxy
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 #: chunk -> {video: frame count}; TRAIN_10 sorts after TRAIN_1 and TRAIN_2 numerically
 LAYOUT = {

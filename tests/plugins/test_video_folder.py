@@ -16,7 +16,7 @@ from videokit import frame_index, truncate, write_mp4, write_sidecar
 
 import sslc_plugins.video_folder as video_folder
 from ssl_core import ComponentError, DataError, VideoDataset, cache_dir, read_frames
-from ssl_core.plugins import PluginHost
+from ssl_core.plugin.host import PluginHost
 
 
 def create(root: Path, **params: Any) -> video_folder.VideoFolder:

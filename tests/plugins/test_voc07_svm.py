@@ -12,7 +12,7 @@ from helpers import require_plugins
 
 from ssl_core import EvaluationResult, ImageRecord, Preprocessing, crop_box, load_rgb
 from ssl_core.errors import ComponentError
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 from sslc_plugins.voc07_svm import fit_and_score, l2_normalise, svm_sweep, target_matrix, voc_ap
 
 

@@ -9,7 +9,7 @@ from evalkit import standard_voc, write_voc
 from helpers import require_plugins
 
 from ssl_core.errors import DataError
-from ssl_core.plugins import get_registry
+from ssl_core.plugin.host import get_registry
 
 
 @pytest.fixture(autouse=True)

@@ -70,7 +70,7 @@ def cache_usable(path: str | os.PathLike[str], what: str = "cache") -> bool:
     try:
         ensure_writable_dir(path, what)
     except SslcError as exc:
-        from ssl_core.progress import console
+        from ssl_core.kit.progress import console
 
         console.print(f"[yellow]warning:[/yellow] {exc.message}; continuing without the {what}",
                       highlight=False, markup=True, soft_wrap=True)

@@ -19,9 +19,9 @@ from typing import Any
 
 import pluggy
 
-from ssl_core import hookspecs
 from ssl_core.errors import PluginError, SslcError
-from ssl_core.registry import ComponentSpec, Registry, make_spec
+from ssl_core.plugin import hookspecs
+from ssl_core.plugin.registry import ComponentSpec, Registry, make_spec
 
 ENTRY_POINT_GROUP = "sslc.plugins"
 

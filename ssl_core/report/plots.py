@@ -24,13 +24,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ssl_core.atomic import atomic_path
-from ssl_core.run_results import LossCurve
+from ssl_core.kit.atomic import atomic_path
+from ssl_core.results.layout import PLOTS_DIR
+from ssl_core.results.store import LossCurve
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PLOTS_DIR = "plots"
 DPI = 130
 #: tab10, then more: one per model, in the recipe's order
 MODEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

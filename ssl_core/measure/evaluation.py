@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from ssl_core.atomic import atomic_path
 from ssl_core.errors import ComponentError, DataError
-from ssl_core.features import FeatureCache, ImageRows, features_for, rows_metadata
 from ssl_core.interfaces import (
     Dataset,
     Encoder,
@@ -30,8 +28,10 @@ from ssl_core.interfaces import (
     ImageRecord,
     Preprocessing,
 )
-from ssl_core.probing import encoder_identity
-from ssl_core.progress import is_quiet, progress_bar
+from ssl_core.kit.atomic import atomic_path
+from ssl_core.kit.progress import is_quiet, progress_bar
+from ssl_core.measure.features import FeatureCache, ImageRows, features_for, rows_metadata
+from ssl_core.measure.probing import encoder_identity
 
 #: keys of an evaluation's recipe entry that the runner reads (never passed to the evaluator)
 EVALUATION_KEYS = ("model", "dataset", "test_dataset")

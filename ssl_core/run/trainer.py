@@ -5,7 +5,7 @@ fetched every `log_every` steps, at each epoch end and before each checkpoint; t
 check and the training logs (`metrics.jsonl`, TensorBoard) happen there. One DataLoader
 serves the whole fit, so its workers and prefetched batches carry on across epochs.
 
-Under torchrun (`ssl_core.distributed`) every rank runs this loop on its slice of each global
+Under torchrun (`ssl_core.kit.distributed`) every rank runs this loop on its slice of each global
 batch, the objective wrapped in DistributedDataParallel; losses and metrics are averaged over
 the ranks at each host sync, and only rank 0 writes the checkpoint and the logs.
 """
@@ -25,15 +25,15 @@ from typing import Any
 import torch
 from rich.progress import Progress, TaskID
 
-from ssl_core import distributed
-from ssl_core.atomic import torch_save
-from ssl_core.checkpoints import SSLC_FORMAT_VERSION, read_checkpoint
 from ssl_core.errors import CheckpointError, ComponentError, DataError, RecipeError
 from ssl_core.interfaces import ContrastiveObjective
-from ssl_core.metrics_log import RESERVED, MetricsLog, json_number
-from ssl_core.progress import progress_bar
-from ssl_core.recipe import TrainConfig
-from ssl_core.seeding import RankSlices, RunSampler, SeededItems, derive_seed
+from ssl_core.kit import distributed
+from ssl_core.kit.atomic import torch_save
+from ssl_core.kit.progress import progress_bar
+from ssl_core.models.checkpoints import SSLC_FORMAT_VERSION, read_checkpoint
+from ssl_core.recipe.schema import TrainConfig
+from ssl_core.run.metrics_log import RESERVED, MetricsLog, json_number
+from ssl_core.run.seeding import RankSlices, RunSampler, SeededItems, derive_seed
 
 #: defaults of the TrainConfig options read with getattr (older configs lack them)
 LOG_EVERY = 10

@@ -16,8 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ssl_core.errors import DataError, RecipeError
-from ssl_core.registry import Registry
-from ssl_core.yamlio import Location, load_yaml, parse_scalar
+from ssl_core.plugin.registry import Registry
+from ssl_core.recipe.report_section import ReportSettings
+from ssl_core.recipe.yamlio import Location, load_yaml, parse_scalar
 
 Component = dict[str, Any]  # {type: <registered name>, **params}; params checked by the plugin
 DEFAULT_PROFILE = "synthetic"
@@ -125,8 +126,8 @@ class Recipe(Strict):
     seeds: list[int] | None = Field(
         None, min_length=1, json_schema_extra={"uniqueItems": True}, description="train and probe every trained model once per seed "
                                         "(`sslc run --seeds 0,1,2` overrides)")
-    report: dict[str, Any] = Field(
-        default_factory=dict,
+    report: ReportSettings = Field(
+        default_factory=ReportSettings,
         description="`title`; `baseline` (the model others are compared with); `paper`: "
                     "{model: {probe: {top10, top25}}}; `claims`: [{claim, model, probe, "
                     "direction, baseline?, k?}] judged against the intervals")
@@ -359,13 +360,10 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
         raise _structure_error(err, lines, str(path)) from None
     recipe.data_root = _resolve_data_root(recipe.data_root, lines)
     if registry is None:
-        from ssl_core.plugins import get_registry
+        from ssl_core.plugin.host import get_registry
 
         registry = get_registry()
     _check_components(recipe, registry, lines)
-    from ssl_core.report import report_settings  # here: report imports this module
-
-    report_settings(recipe)  # a malformed `report` section fails at validation, not at the end
     return LoadedRecipe(recipe, data, lines)
 
 

@@ -29,15 +29,15 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 from torchvision import transforms as T
 
-from ssl_core import progress as sslc_progress
-from ssl_core.atomic import atomic_path
 from ssl_core.errors import ComponentError, DataError
-from ssl_core.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
 from ssl_core.interfaces import Encoder, ImageRecord, Preprocessing, ProbeSet
-from ssl_core.memory import BudgetedCache, ensure_fits
-from ssl_core.paths import cache_dir
-from ssl_core.progress import console, is_quiet
-from ssl_core.transfer import device_constant
+from ssl_core.kit import progress as sslc_progress
+from ssl_core.kit.atomic import atomic_path
+from ssl_core.kit.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
+from ssl_core.kit.memory import BudgetedCache, ensure_fits
+from ssl_core.kit.paths import cache_dir
+from ssl_core.kit.progress import console, is_quiet
+from ssl_core.kit.transfer import device_constant
 
 #: bump when the preprocessing code changes in a way that changes pixel values
 PREPROCESS_VERSION = 2  # 2: 16-bit images scaled instead of clipped

@@ -12,7 +12,7 @@ gathered once, in trajectory order and transposed, so that
 so peak extra memory is bounded by a few copies of one block (`max_block_bytes`), whatever
 the number of rows. No Python loop runs over trajectories or neurons.
 
-Every score comes with a percentile bootstrap confidence interval (ssl_core.ris_bootstrap):
+Every score comes with a percentile bootstrap confidence interval (ssl_core.measure.bootstrap):
 the per-trajectory firing counts computed for the score are kept, and the bootstrap
 resamples trajectories within each class from them, so 1,000 resamples cost products of
 (resamples x trajectories) by (trajectories x D) matrices, never another pass over the features.
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ssl_core.errors import SslcError
-from ssl_core.ris_bootstrap import bootstrap_intervals, check_bootstrap
+from ssl_core.measure.bootstrap import bootstrap_intervals, check_bootstrap
 
 __all__ = ["BootstrapSettings", "RISResult", "firing_percentile", "representation_invariance_score"]
 
@@ -70,7 +70,7 @@ class RISResult:
     num_rows: int
     #: K -> (low, high) of the bootstrap interval; empty when resamples == 0
     intervals: dict[int, tuple[float, float]] = field(default_factory=dict)
-    #: K -> mean resampled RIS_K minus RIS_K (see ssl_core.ris_bootstrap)
+    #: K -> mean resampled RIS_K minus RIS_K (see ssl_core.measure.bootstrap)
     bias: dict[int, float] = field(default_factory=dict)
     bootstrap: BootstrapSettings | None = None
 
@@ -133,7 +133,7 @@ def representation_invariance_score(
 
     Each RIS_K comes with a `confidence` percentile bootstrap interval from `resamples`
     resamples of the trajectories within each class, drawn from `bootstrap_seed`
-    (reproducible; `resamples=0` switches the intervals off). See ssl_core.ris_bootstrap.
+    (reproducible; `resamples=0` switches the intervals off). See ssl_core.measure.bootstrap.
     """
     check_bootstrap(resamples, bootstrap_seed, confidence)
     feat = _as_feature_matrix(features)

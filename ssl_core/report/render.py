@@ -4,7 +4,7 @@ Every RIS is printed with its bootstrap interval; each model is compared with th
 recipe's `report.baseline` per invariance, and the recipe's `report.claims` are judged
 against those comparisons (supported / contradicted / cannot decide).
 
-The recipe's `report` section (validated by `report_settings`)::
+The recipe's `report` section (ssl_core.recipe.report_section)::
 
     report:
       title: "..."
@@ -27,8 +27,8 @@ Every report opens with how the run went: the profile (and whether it ran on the
 world or on real data), the device(s) and the wall time. Downstream metrics sit beside the
 RIS (`paper` may give `{model: {evaluation: {metric: value}}}` too), then training (loss,
 and the RIS over training that `train.probe_every` measured), each with its plot
-(ssl_core.plots). `render_report` builds it all from a run directory's files
-(ssl_core.run_results): `sslc run` and `sslc report RUN_DIR` share it.
+(ssl_core.report.plots). `render_report` builds it all from a run directory's files
+(ssl_core.results.store): `sslc run` and `sslc report RUN_DIR` share it.
 """
 
 from __future__ import annotations
@@ -37,66 +37,22 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ssl_core.atomic import write_json, write_text
-from ssl_core.errors import RecipeError
-from ssl_core.recipe import DEFAULT_PROFILE, Recipe
+from ssl_core.kit.atomic import write_json, write_text
+from ssl_core.recipe.report_section import Claim, ReportSettings
+from ssl_core.recipe.schema import DEFAULT_PROFILE, Recipe
+from ssl_core.results.layout import REPORT_JSON, REPORT_MARKDOWN
 
-__all__ = ["Claim", "ReportSettings", "build_report", "render_report", "report_settings"]
+__all__ = ["build_report", "render_report"]
 
 HIGHER, LOWER, WITHIN = "higher", "lower", "within"
 MARKS = {HIGHER: " ▲", LOWER: " ▼", WITHIN: ""}
-
-
-class Claim(BaseModel):
-    """A claim of the paper, stated as a comparison the report can judge."""
-
-    model_config = ConfigDict(extra="forbid")
-    claim: str = Field(description="the claim, in words")
-    model: str
-    baseline: str | None = Field(None, description="defaults to report.baseline")
-    probe: str
-    k: int | None = Field(None, ge=1, description="top-K; defaults to the first probe_settings.top_k")
-    direction: Literal["higher", "lower"]
-
-
-class ReportSettings(BaseModel):
-    """The recipe's `report` section."""
-
-    model_config = ConfigDict(extra="forbid")
-    title: str | None = None
-    baseline: str | None = Field(None, description="model the others are compared with")
-    paper: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
-    claims: list[Claim] = Field(default_factory=list)
-
-
-def report_settings(recipe: Recipe) -> ReportSettings:
-    """The recipe's `report` section, checked for shape.
-
-    Names of models and probes are not required to exist: `--set probes.x=null` or a
-    profile may drop one, and a finished run must still get its report. A claim about
-    something not measured is "cannot decide", and the report says why."""
-    try:
-        settings = ReportSettings.model_validate(recipe.report or {})
-    except ValidationError as err:
-        problems = "; ".join(f"report.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in err.errors())
-        raise RecipeError(f"recipe {recipe.source}: {problems}",
-                          "report takes title, baseline, paper ({model: {probe or evaluation: "
-                          "{top10 or metric: value}}}) and claims "
-                          "({claim, model, probe, direction, baseline?, k?})") from None
-    for i, c in enumerate(settings.claims):
-        if c.baseline is None and settings.baseline is None:
-            raise RecipeError(f"recipe {recipe.source}: report.claims[{i}] has no baseline",
-                              "set report.baseline or the claim's own baseline")
-    return settings
 
 
 # -- one cell: a model's result on one probe, over one or several seeds ---------------------
@@ -402,7 +358,7 @@ def build_report(recipe: Recipe, probes: ProbeResults, evaluations: EvalResults,
     """
     training = training or {}
     during = during or {}
-    settings = report_settings(recipe)
+    settings = recipe.report
     top_k = list(recipe.probe_settings.top_k)
     title = settings.title or f"{recipe.name} ({recipe.profile} profile)"
     probe_names = list(recipe.probes)
@@ -465,13 +421,13 @@ def render_report(run_dir: Path, recipe: Recipe, *, device: str = "unknown",
                   write: bool = True) -> dict[str, Any]:
     """The report of what `run_dir` holds (nothing is computed). With `write`, its plots,
     report.json and report.md are written there (atomically)."""
-    from ssl_core.run_results import read_run
+    from ssl_core.results.store import read_run
 
     results = read_run(run_dir, recipe)
     writer: PlotWriter | None = None
     if write:
         def writer(doc: dict[str, Any]) -> tuple[list[str], str | None]:
-            from ssl_core.plots import write_plots
+            from ssl_core.report.plots import write_plots
 
             return write_plots(run_dir, doc, results.curves)
 
@@ -479,8 +435,8 @@ def render_report(run_dir: Path, recipe: Recipe, *, device: str = "unknown",
                           run_info=results.info, training=results.training, during=results.during,
                           plots=writer)
     if write:
-        write_json(run_dir / "report.json", report["json"])
-        write_text(run_dir / "report.md", report["markdown"] + "\n")
+        write_json(run_dir / REPORT_JSON, report["json"])
+        write_text(run_dir / REPORT_MARKDOWN, report["markdown"] + "\n")
     return report
 
 
@@ -504,7 +460,7 @@ def _probe_json(result: Mapping[str, Any] | Sequence[Mapping[str, Any]],
 def _judge(c: Claim, settings: ReportSettings, cells: Mapping[str, Any],
            top_k: list[int]) -> dict[str, Any]:
     base = c.baseline or settings.baseline
-    assert base is not None  # report_settings refuses a claim without one
+    assert base is not None  # ReportSettings refuses a claim without one
     k = c.k or top_k[0]
     out: dict[str, Any] = {"claim": c.claim, "model": c.model, "baseline": base, "probe": c.probe,
                            "k": k, "direction": c.direction}

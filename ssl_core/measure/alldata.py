@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssl_core.atomic import torch_save
 from ssl_core.errors import DataError, SslcError
+from ssl_core.kit.atomic import torch_save
 
 __all__ = ["AllData", "load_alldata", "numpy_safe_globals", "save_alldata"]
 
@@ -154,7 +154,7 @@ def _keys(raw: dict[Any, Any]) -> str:
 
 def _torch_load(source: Path) -> Any:
     """The file through the one weights-only reader, numpy allowed; failures become DataErrors."""
-    from ssl_core.checkpoints import UnreadableTorchFile, load_weights_only
+    from ssl_core.models.checkpoints import UnreadableTorchFile, load_weights_only
 
     try:
         return load_weights_only(source, numpy_safe_globals(),

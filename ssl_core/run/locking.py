@@ -147,7 +147,7 @@ def file_lock(lock_file: str | os.PathLike[str], *, what: str, hint: str | None 
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         stale = previous if previous is not None and previous.pid != os.getpid() else None
         if stale is not None:
-            from ssl_core.progress import console, is_quiet
+            from ssl_core.kit.progress import console, is_quiet
 
             if not is_quiet():
                 console.print(f"[dim]{what}: taking over the lock left by "

@@ -15,17 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssl_core.atomic import write_json
 from ssl_core.errors import SslcError
-from ssl_core.recipe import Recipe
-
-#: how the last `sslc run` into the directory went: start, wall time, stages, device
-RUN_INFO = "run_info.json"
-#: per trained model: the probes taken while it trained (`train.probe_every`)
-DURING_TRAINING = "probes_during_training.json"
-RESOLVED_RECIPE = "recipe.resolved.yaml"
-METRICS_FILE = "metrics.jsonl"  # as ssl_core.metrics_log writes it (not imported: that is torch-free too)
-SEED_DIR_PREFIX = "seed-"  # as ssl_core.rundir names per-seed directories
+from ssl_core.kit.atomic import write_json
+from ssl_core.recipe.schema import Recipe
+from ssl_core.results.layout import (
+    DURING_TRAINING,
+    METRICS_FILE,
+    RESOLVED_RECIPE,
+    RUN_INFO,
+    TRAIN_RESULT,
+    StageKind,
+    model_dir,
+    result_path,
+    seed_dir,
+)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -92,17 +95,17 @@ def seed_dirs(run_dir: Path, recipe: Recipe, model: str,
     of a multi-seed run, else the run directory itself (as the runner lays them out)."""
     chosen = list(recipe.seeds or []) if seeds is None else list(seeds)
     if chosen and recipe.models[model].train is not None:
-        return [(s, run_dir / f"{SEED_DIR_PREFIX}{s}") for s in chosen]
+        return [(s, seed_dir(run_dir, s)) for s in chosen]
     return [(None, run_dir)]
 
 
-def _collect(run_dir: Path, recipe: Recipe, kind: str, names: Sequence[str], model: str,
+def _collect(run_dir: Path, recipe: Recipe, kind: StageKind, names: Sequence[str], model: str,
              seeds: Sequence[int] | None) -> dict[str, Any]:
     """One kind of stage result for a model: a dict per name, or a list over seeds."""
     dirs = seed_dirs(run_dir, recipe, model, seeds)
     out: dict[str, Any] = {}
     for name in names:
-        per_seed = [r for _, d in dirs if (r := _read_json(d / kind / model / f"{name}.json"))]
+        per_seed = [r for s, _ in dirs if (r := _read_json(result_path(run_dir, s, kind, model, name)))]
         if per_seed:
             out[name] = per_seed if dirs[0][0] is not None else per_seed[0]
     return out
@@ -175,18 +178,18 @@ def read_run(run_dir: Path, recipe: Recipe) -> RunResults:
         evaluations[model] = _collect(run_dir, recipe, "evaluations", mine, model, seeds)
         if config.train is None:
             continue
-        for seed, d in seed_dirs(run_dir, recipe, model, seeds):
-            model_dir = d / "models" / model
-            train = _read_json(model_dir / "train.json")
+        for seed, _ in seed_dirs(run_dir, recipe, model, seeds):
+            here = model_dir(run_dir, seed, model)
+            train = _read_json(here / TRAIN_RESULT)
             if train:
                 training.setdefault(model, []).append({**train, "seed": seed})
-            probed = _read_json(model_dir / DURING_TRAINING)
+            probed = _read_json(here / DURING_TRAINING)
             # those of the training there now (a retrain without probe_every leaves an older
             # file behind); before train.json exists, training is still going on
             current = train is None or probed is not None and probed.get("fingerprint") == train.get("fingerprint")
             if probed and probed.get("epochs") and current:
                 during.setdefault(model, []).append({**probed, "seed": seed})
-            curve = read_loss_curve(model_dir / METRICS_FILE, seed)
+            curve = read_loss_curve(here / METRICS_FILE, seed)
             if curve is not None:
                 curves.setdefault(model, []).append(curve)
     return RunResults(probes, evaluations, training, during, curves, info)

@@ -14,16 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ssl_core.atomic import write_json
-from ssl_core.recipe import Recipe
-
-OWNER_FILE = "run.json"
-PREVIOUS = "previous"
-#: what a run writes at the top of its directory (the lock file and `previous/` stay put)
-RUN_ENTRIES = ("recipe.resolved.yaml", "models", "probes", "evaluations", "report.md",
-               "report.json", "plots", "run_info.json", OWNER_FILE)
-#: a multi-seed run's per-seed directories: `seed-0/`, `seed-1/`, ...
-SEED_DIR_PREFIX = "seed-"
+from ssl_core.kit.atomic import write_json
+from ssl_core.recipe.schema import Recipe
+from ssl_core.results.layout import (
+    OWNER_FILE,
+    PREVIOUS,
+    RESOLVED_RECIPE,
+    RUN_ENTRIES,
+    SEED_DIR_PREFIX,
+)
 
 
 def _owner(recipe: Recipe) -> dict[str, Any]:
@@ -42,7 +41,7 @@ def _read_owner(run_dir: Path) -> dict[str, Any] | None:
     try:
         import yaml
 
-        resolved = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text())
+        resolved = yaml.safe_load((run_dir / RESOLVED_RECIPE).read_text())
         if isinstance(resolved, dict) and "name" in resolved:
             return {"recipe": resolved["name"], "source": None}
     except (OSError, ValueError, ImportError):
@@ -54,7 +53,7 @@ def claim_run_dir(run_dir: Path, recipe: Recipe) -> Path | None:
     """Record that `recipe` owns `run_dir`. If another recipe (another name, or the same
     name from another file) owned it, move its files to `previous/` and return where.
 
-    Call it while holding the run directory's lock (`ssl_core.locking.dir_lock`)."""
+    Call it while holding the run directory's lock (`ssl_core.run.locking.dir_lock`)."""
     mine = _owner(recipe)
     old = _read_owner(run_dir)
     moved: Path | None = None
@@ -72,7 +71,7 @@ def claim_run_dir(run_dir: Path, recipe: Recipe) -> Path | None:
         for entry in (*RUN_ENTRIES, *seed_dirs):
             if (run_dir / entry).exists():
                 (run_dir / entry).rename(moved / entry)
-        from ssl_core.progress import console
+        from ssl_core.kit.progress import console
 
         was = f"recipe {old.get('recipe')!r}" + (f" ({old['source']})" if old.get("source") else "")
         console.print(f"[yellow]warning:[/yellow] {run_dir} held the results of {was}; moved them to "

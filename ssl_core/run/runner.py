@@ -9,7 +9,6 @@ probes, evaluates and reports while the other ranks, their part done, return.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,49 +16,42 @@ from typing import Any
 
 import yaml
 
-from ssl_core import distributed
-from ssl_core.atomic import write_json, write_text
-from ssl_core.devices import resolve_device
 from ssl_core.errors import RecipeError, SslcError
-from ssl_core.evaluation import evaluate as run_evaluation
-from ssl_core.evaluation import split_config
-from ssl_core.features import FeatureCache
-from ssl_core.fingerprint import fingerprint
-from ssl_core.interfaces import Dataset, Encoder, InvarianceProbe, PairSampler, ProbeSet
-from ssl_core.locking import world_lock
-from ssl_core.paths import cache_dir
-from ssl_core.preflight import cache_usable
-from ssl_core.probing import encoder_identity, measure, seeded_encoder
-from ssl_core.progress import console, is_quiet, progress_bar
-from ssl_core.recipe import LoadedRecipe, ModelConfig, resolved_dataset_config
-from ssl_core.registry import Registry
-from ssl_core.report import render_report
-from ssl_core.run_results import record_run
-from ssl_core.rundir import SEED_DIR_PREFIX
-from ssl_core.seeding import seed_everything
-from ssl_core.stages import STAGES
+from ssl_core.interfaces import Dataset, Encoder, PairSampler
+from ssl_core.kit import distributed
+from ssl_core.kit.atomic import write_json, write_text
+from ssl_core.kit.devices import resolve_device
+from ssl_core.kit.paths import cache_dir
+from ssl_core.kit.preflight import cache_usable
+from ssl_core.kit.progress import console, is_quiet, progress_bar
+from ssl_core.measure.evaluation import evaluate as run_evaluation
+from ssl_core.measure.evaluation import split_config
+from ssl_core.measure.features import FeatureCache
+from ssl_core.measure.probing import encoder_identity, measure, seeded_encoder
+from ssl_core.plugin.registry import Registry
+from ssl_core.recipe.schema import LoadedRecipe, ModelConfig, resolved_dataset_config
+from ssl_core.report.render import render_report
+from ssl_core.results.layout import (
+    CHECKPOINT,
+    METRICS_FILE,
+    RESOLVED_RECIPE,
+    TRAIN_RESULT,
+    StageKind,
+    model_dir,
+    result_path,
+)
+from ssl_core.results.store import record_run
+from ssl_core.run.cached_stage import cached_stage, read_result
+from ssl_core.run.fingerprint import fingerprint
+from ssl_core.run.locking import world_lock
+from ssl_core.run.probe_plan import ProbePlan
+from ssl_core.run.seeding import seed_everything
+from ssl_core.run.stages import STAGES
 
 #: bump when an evaluation result's content changes for the same inputs
 EVALUATION_RESULT_VERSION = 1
 #: bump when a probe result's content changes for the same inputs (2: bootstrap intervals)
 PROBE_RESULT_VERSION = 2
-
-
-def _read_result(path: Path, fp: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if data.get("fingerprint") == fp else None
-
-
-def _read_existing(path: Path) -> dict[str, Any] | None:
-    """A result left by an earlier run, for stages not chosen this time."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _dataset_stats(dataset: Dataset) -> dict[str, Any]:
@@ -87,7 +79,8 @@ class Runner:
         self._data_root: Path | None = None
         self._datasets: dict[str, Dataset] = {}
         self._encoders: dict[tuple[str, int | None], tuple[Encoder, str]] = {}
-        self._probe_sets: dict[str, ProbeSet] = {}
+        #: the recipe's probes, resolved once for the probe stage and `probe_every` alike
+        self.probes = ProbePlan(self.recipe, registry, self.resolved_config, self.dataset)
         self._cache: FeatureCache | None | bool = False  # decided on first use
 
     @property
@@ -154,9 +147,6 @@ class Runner:
         neutral = set(getattr(cls, "content_neutral_params", ()))
         return {k: v for k, v in world.items() if k not in neutral}
 
-    def _dir(self, seed: int | None) -> Path:
-        return self.run_dir if seed is None else self.run_dir / f"{SEED_DIR_PREFIX}{seed}"
-
     def _model(self, name: str, seed: int | None) -> ModelConfig:
         """The model's config, with `seed` as its initialisation and training seed."""
         model = self.recipe.models[name]
@@ -176,11 +166,10 @@ class Runner:
         if (name, seed) in self._encoders:
             return self._encoders[(name, seed)]
         model = self._model(name, seed)
-        model_dir = self._dir(seed) / "models" / name
         if model.train is not None:
-            encoder = self._train(name, model, model_dir)
+            encoder = self._train(name, model, model_dir(self.run_dir, seed, name))
         elif model.checkpoint is not None:
-            from ssl_core.checkpoints import load_encoder
+            from ssl_core.models.checkpoints import load_encoder
 
             path = model.checkpoint.path.expanduser()
             params = {k: v for k, v in model.encoder.items() if k != "type"}
@@ -198,20 +187,20 @@ class Runner:
         """`--force` redoes the stages chosen with it, never the ones only reused."""
         return self.force and stage in self.stages
 
-    def _train(self, name: str, model: ModelConfig, model_dir: Path) -> Encoder:
-        from ssl_core.trainer import Trainer, load_checkpoint
+    def _train(self, name: str, model: ModelConfig, here: Path) -> Encoder:
+        from ssl_core.run.trainer import Trainer, load_checkpoint
 
         assert model.train is not None
         t = model.train
         fp = self._model_fingerprint(name, model)
-        result_path = model_dir / "train.json"
-        ckpt_path = model_dir / "checkpoint.pt"
+        train_path = here / TRAIN_RESULT
+        ckpt_path = here / CHECKPOINT
         seed_everything(model.init_seed)
         encoder = seeded_encoder(self.registry, model.encoder, model.init_seed,
                                  where=f"models.{name}.encoder")
         redo = self._redo("train")
         finished = None
-        if distributed.is_main() and not redo and _read_result(result_path, fp) is not None and ckpt_path.exists():
+        if distributed.is_main() and not redo and read_result(train_path, fp) is not None and ckpt_path.exists():
             ckpt = load_checkpoint(ckpt_path)
             finished = ckpt if ckpt.get("fingerprint") == fp and ckpt.get("done") else None
         # rank 0 decides for all: the ranks must agree on whether to train at all. Only the
@@ -220,7 +209,7 @@ class Runner:
         if distributed.broadcast_object(finished is not None) if together else finished is not None:
             if finished is not None:  # other ranks never use the encoder: rank 0 alone measures
                 encoder.load_state_dict(finished["encoder_state_dict"])
-                self.log(f"[dim]train {name}: up to date, skipped ({result_path})[/dim]")
+                self.log(f"[dim]train {name}: up to date, skipped ({train_path})[/dim]")
             return encoder
         if "train" not in self.stages:
             raise SslcError(f"model {name!r} has not been trained in {self.run_dir} "
@@ -239,18 +228,19 @@ class Runner:
                           on_device=sampler.on_device)
         hook = None
         if t.probe_every is not None:  # RIS over training: rank 0 probes at epoch ends
-            from ssl_core.training_probes import TrainingProbes
+            from ssl_core.run.training_probes import TrainingProbes
 
-            hook = TrainingProbes(self, name, model_dir, fp, trainer, every=t.probe_every, fresh=redo)
+            hook = TrainingProbes(self.probes, name, here, fp, trainer, every=t.probe_every,
+                                  fresh=redo, device=self.device, cache=lambda: self.cache, log=self.log)
         result = trainer.fit(on_epoch_end=hook)
         encoder = objective.encoder.cpu()
         if distributed.is_main():
-            write_json(result_path, {
+            write_json(train_path, {
                 "stage": "train", "model": name, "fingerprint": fp, "steps": result.steps,
                 "epochs": result.epochs, "final_loss": result.final_loss,
                 "images_per_s": result.images_per_s, "resumed_from_step": result.resumed_from_step,
                 "device": str(self.device), "world_size": result.world_size, "checkpoint": str(ckpt_path),
-                "metrics": str(model_dir / "metrics.jsonl"), "loss_history": result.history,
+                "metrics": str(here / METRICS_FILE), "loss_history": result.history,
                 "dataset_stats": _dataset_stats(dataset), "pair_stats": sampler.stats(),
             })
         distributed.barrier()  # the model's checkpoint and result exist before any rank goes on
@@ -272,43 +262,26 @@ class Runner:
         sampler.use_encoder(encoder, encoder_id)
 
     # -- probe ------------------------------------------------------------------------------
-    def _probe_set(self, name: str, probe: InvarianceProbe, dataset_name: str | None,
-                   ds_cfg: dict[str, Any]) -> ProbeSet:
-        """Trajectories are built once per probe and shared by every model."""
-        if name not in self._probe_sets:
-            if dataset_name:
-                dataset = self.dataset(dataset_name)
-            else:
-                dataset = self.registry.create("dataset", ds_cfg, where=f"probes.{name}")
-                dataset.prepare()
-            self._probe_sets[name] = probe.build(dataset)
-        return self._probe_sets[name]
-
     def probe(self, model_name: str, probe_name: str, seed: int | None = None) -> dict[str, Any]:
         settings = self.recipe.probe_settings
-        cfg = dict(self.recipe.probes[probe_name])
-        dataset_name = cfg.pop("dataset", None)
-        probe = self.registry.create("invariance-probe", cfg, where=f"probes.{probe_name}")
-        ds_cfg = (self.resolved_config(self.recipe.datasets[dataset_name]) if dataset_name
-                  else self.resolved_config({"type": probe.dataset_type}))
+        planned = self.probes[probe_name]
         encoder, enc_id = self.encoder(model_name, seed)
-        fp = fingerprint(enc_id, cfg, ds_cfg, self.recipe.world, settings.model_dump(mode="json"),
-                         PROBE_RESULT_VERSION)
-        out = self._dir(seed) / "probes" / model_name / f"{probe_name}.json"
-        cached = None if self._redo("probe") else _read_result(out, fp)
-        if cached is not None:
-            self.log(f"[dim]probe {model_name}/{probe_name}: up to date, skipped[/dim]")
-            return cached
-        probe_set = self._probe_set(probe_name, probe, dataset_name, ds_cfg)
-        row, _ = measure(
-            encoder, probe, probe_set, top_k=settings.top_k, cache=self.cache,
-            encoder_id=enc_id, batch_size=settings.batch_size, num_workers=settings.num_workers,
-            device=self.device, allow_tf32=settings.allow_tf32, resamples=settings.resamples,
-            description=f"features {model_name}/{probe_name}")
-        result = {"stage": "probe", "model": model_name, "probe": probe_name, "type": cfg["type"],
-                  "seed": seed, "fingerprint": fp, "device": str(self.device), **row}
-        write_json(out, result)
-        return result
+        fp = fingerprint(enc_id, *self.probes.identity(probe_name), PROBE_RESULT_VERSION)
+
+        def compute() -> dict[str, Any]:
+            row, _ = measure(
+                encoder, planned.probe, self.probes.probe_set(probe_name), top_k=settings.top_k,
+                cache=self.cache, encoder_id=enc_id, batch_size=settings.batch_size,
+                num_workers=settings.num_workers, device=self.device,
+                allow_tf32=settings.allow_tf32, resamples=settings.resamples,
+                description=f"features {model_name}/{probe_name}")
+            return {"stage": "probe", "model": model_name, "probe": probe_name,
+                    "type": planned.config["type"], "seed": seed, "fingerprint": fp,
+                    "device": str(self.device), **row}
+
+        return cached_stage(result_path(self.run_dir, seed, "probes", model_name, probe_name), fp,
+                            compute, redo=self._redo("probe"), log=self.log,
+                            label=f"probe {model_name}/{probe_name}")
 
     # -- evaluate ---------------------------------------------------------------------------
     def evaluate(self, model_name: str, eval_name: str, seed: int | None = None) -> dict[str, Any]:
@@ -324,30 +297,29 @@ class Runner:
         settings = self.recipe.probe_settings
         fp = fingerprint(enc_id, ev.component, ds_cfg, test_cfg, self.recipe.world,
                          EVALUATION_RESULT_VERSION)
-        out = self._dir(seed) / "evaluations" / model_name / f"{eval_name}.json"
-        cached = None if self._redo("evaluate") else _read_result(out, fp)
-        if cached is not None:
-            self.log(f"[dim]evaluate {model_name}/{eval_name}: up to date, skipped[/dim]")
-            return cached
-        if ev.dataset:
-            dataset = self.dataset(ev.dataset)
-        else:
-            dataset = self.registry.create("dataset", ds_cfg, where=f"evaluations.{eval_name}")
-            dataset.prepare()
-        test_dataset = self.dataset(ev.test_dataset) if ev.test_dataset else None
-        row, _ = run_evaluation(encoder, evaluator, dataset, test_dataset=test_dataset,
-                                cache=self.cache, encoder_id=enc_id,
-                                batch_size=settings.batch_size, num_workers=settings.num_workers,
-                                device=self.device, allow_tf32=settings.allow_tf32,
-                                description=f"{model_name}/{eval_name}")
-        result = {"stage": "evaluate", "model": model_name, "evaluation": eval_name,
-                  "type": ev.component["type"], "seed": seed, "fingerprint": fp,
-                  "device": str(self.device), **row}
-        write_json(out, result)
-        return result
+
+        def compute() -> dict[str, Any]:
+            if ev.dataset:
+                dataset = self.dataset(ev.dataset)
+            else:
+                dataset = self.registry.create("dataset", ds_cfg, where=f"evaluations.{eval_name}")
+                dataset.prepare()
+            test_dataset = self.dataset(ev.test_dataset) if ev.test_dataset else None
+            row, _ = run_evaluation(encoder, evaluator, dataset, test_dataset=test_dataset,
+                                    cache=self.cache, encoder_id=enc_id,
+                                    batch_size=settings.batch_size, num_workers=settings.num_workers,
+                                    device=self.device, allow_tf32=settings.allow_tf32,
+                                    description=f"{model_name}/{eval_name}")
+            return {"stage": "evaluate", "model": model_name, "evaluation": eval_name,
+                    "type": ev.component["type"], "seed": seed, "fingerprint": fp,
+                    "device": str(self.device), **row}
+
+        return cached_stage(result_path(self.run_dir, seed, "evaluations", model_name, eval_name),
+                            fp, compute, redo=self._redo("evaluate"), log=self.log,
+                            label=f"evaluate {model_name}/{eval_name}")
 
     # -- all --------------------------------------------------------------------------------
-    def _stage(self, stage: str, model: str, names: Sequence[str], kind: str
+    def _stage(self, stage: str, model: str, names: Sequence[str], kind: StageKind
                ) -> dict[str, Any]:
         """One stage's results for a model: computed (or up to date) when the stage was
         chosen, else whatever an earlier run left on disk. With seeds, a trained model's
@@ -360,7 +332,7 @@ class Runner:
                 if stage in self.stages:
                     res = (self.probe if stage == "probe" else self.evaluate)(model, name, seed)
                 else:
-                    res = _read_existing(self._dir(seed) / kind / model / f"{name}.json")
+                    res = read_result(result_path(self.run_dir, seed, kind, model, name))
                 if res:
                     per_seed.append(res)
             if per_seed:
@@ -384,7 +356,7 @@ class Runner:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temporaries()
-            write_text(self.run_dir / "recipe.resolved.yaml",
+            write_text(self.run_dir / RESOLVED_RECIPE,
                        yaml.safe_dump(self.recipe.model_dump(mode="json"), sort_keys=False))
         r = self.recipe
         if "train" in stages:

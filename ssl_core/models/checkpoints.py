@@ -25,7 +25,8 @@ import torch
 
 from ssl_core.errors import CheckpointError, ComponentError
 from ssl_core.interfaces import Encoder
-from ssl_core.registry import Registry
+from ssl_core.plugin.registry import Registry
+from ssl_core.results.layout import CHECKPOINT
 
 #: layouts the core reads itself; plugins register the others (`register_checkpoint_formats`)
 CORE_FORMATS: tuple[str, ...] = ("auto", "plain", "sslc")
@@ -121,15 +122,26 @@ def load_weights_only(path: Path, safe_globals: Sequence[Any] = (),
         raise UnreadableTorchFile("damaged", f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file `path` names: a file, or a run's model directory
+    (`RUN_DIR/models/NAME`, as `sslc run` writes it) holding its checkpoint."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        inside = p / CHECKPOINT
+        if inside.is_file():
+            return inside
+        raise CheckpointError(f"{p} is a directory, not a checkpoint file, and holds no {CHECKPOINT}",
+                              "pass a checkpoint file (e.g. checkpoint.pth.tar), or "
+                              "RUN_DIR/models/<model name> of a run that trained the model")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}", "check the path")
+    return p
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """A checkpoint's contents (weights only), every failure a CheckpointError naming it:
     training checkpoints and checkpoints to probe both come through here."""
-    p = Path(path)
-    if p.is_dir():
-        raise CheckpointError(f"{p} is a directory, not a checkpoint file",
-                              "pass the checkpoint file inside it (e.g. checkpoint.pth.tar)")
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}", "check the path")
+    p = checkpoint_file(path)
     try:
         return load_weights_only(p)
     except UnreadableTorchFile as err:
@@ -373,10 +385,10 @@ def load_encoder(
     keys are only reported.
     """
     if registry is None:
-        from ssl_core.plugins import get_registry
+        from ssl_core.plugin.host import get_registry
 
         registry = get_registry()
-    p = Path(path)
+    p = checkpoint_file(path)
     parsed = parse_checkpoint(read_checkpoint(p), p, registry, format, prefix_map)
     params: dict[str, Any] = {}
     if parsed.encoder_config is not None:  # sslc's own file names its encoder

@@ -14,32 +14,39 @@ wait in their next step while rank 0 probes.
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from ssl_core import distributed
-from ssl_core.atomic import write_json
-from ssl_core.fingerprint import fingerprint
-from ssl_core.interfaces import InvarianceProbe
-from ssl_core.probing import encoder_identity, measure
-from ssl_core.run_results import DURING_TRAINING
+import torch
+
+from ssl_core.kit import distributed
+from ssl_core.kit.atomic import write_json
+from ssl_core.measure.features import FeatureCache
+from ssl_core.measure.probing import encoder_identity, measure
+from ssl_core.results.layout import DURING_TRAINING
+from ssl_core.run.cached_stage import read_result
+from ssl_core.run.fingerprint import fingerprint
+from ssl_core.run.probe_plan import ProbePlan
 
 if TYPE_CHECKING:
-    from ssl_core.runner import Runner
-    from ssl_core.trainer import Trainer
+    from ssl_core.run.trainer import Trainer
 
 #: bump when an entry's content changes for the same inputs
 DURING_TRAINING_VERSION = 1
 
 
 class TrainingProbes:
-    """The epoch hook that probes a training model every `every` epochs and at the end."""
+    """The epoch hook that probes a training model every `every` epochs and at the end,
+    from the same probe plan as the probe stage."""
 
-    def __init__(self, runner: Runner, model: str, model_dir: Path, train_fingerprint: str,
-                 trainer: Trainer, *, every: int, fresh: bool = False) -> None:
-        self.runner, self.model, self.trainer, self.every = runner, model, trainer, every
+    def __init__(self, plan: ProbePlan, model: str, model_dir: Path, train_fingerprint: str,
+                 trainer: Trainer, *, every: int, device: torch.device,
+                 cache: Callable[[], FeatureCache | None], log: Callable[[str], None],
+                 fresh: bool = False) -> None:
+        self.plan, self.model, self.trainer, self.every = plan, model, trainer, every
+        self.device, self.cache, self.log = device, cache, log
         self.path = model_dir / DURING_TRAINING
         self.train_fingerprint = train_fingerprint
         self._fingerprints: dict[str, str] | None = None
@@ -47,30 +54,18 @@ class TrainingProbes:
                                     "fingerprint": train_fingerprint, "probe_every": every,
                                     "epochs": []}
         if distributed.is_main():
-            old = None if fresh else _read(self.path)
+            old = None if fresh else read_result(self.path)
             if old is not None and old.get("fingerprint") == train_fingerprint:
                 self.doc["epochs"] = [e for e in old.get("epochs", []) if isinstance(e, dict)]
 
     def probe_fingerprints(self) -> dict[str, str]:
         """Per probe: what its result depends on besides the weights (as in the probe stage)."""
         if self._fingerprints is None:
-            r = self.runner
-            settings = r.recipe.probe_settings.model_dump(mode="json")
-            self._fingerprints = {}
-            for name in r.recipe.probes:
-                cfg, ds_cfg = self._configs(name)
-                self._fingerprints[name] = fingerprint(self.train_fingerprint, cfg, ds_cfg, r.recipe.world,
-                                                       settings, DURING_TRAINING_VERSION)
+            self._fingerprints = {
+                name: fingerprint(self.train_fingerprint, *self.plan.identity(name),
+                                  DURING_TRAINING_VERSION)
+                for name in self.plan.names}
         return self._fingerprints
-
-    def _configs(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        cfg = dict(self.runner.recipe.probes[name])
-        dataset_name = cfg.pop("dataset", None)
-        if dataset_name:
-            return cfg, self.runner.resolved_config(self.runner.recipe.datasets[dataset_name])
-        # the probe's default dataset type under the data root, as the probe stage reads it
-        probe_cls = cast(type[InvarianceProbe], self.runner.registry.get("invariance-probe", cfg["type"]).cls)
-        return cfg, self.runner.resolved_config({"type": probe_cls.dataset_type})
 
     def _entry(self, epoch: int) -> dict[str, Any] | None:
         return next((e for e in self.doc["epochs"] if e.get("epoch") == epoch), None)
@@ -90,28 +85,25 @@ class TrainingProbes:
             return
         todo = self.missing(epoch)
         if not todo:
-            self.runner.log(f"[dim]probe {self.model} at epoch {epoch}: done before, skipped[/dim]")
+            self.log(f"[dim]probe {self.model} at epoch {epoch}: done before, skipped[/dim]")
             return
         if not final:  # the final checkpoint is saved (done) before the final call
             self.trainer.save()
         encoder = self.trainer.objective.encoder
         enc_id = encoder_identity(encoder)
-        r = self.runner
-        settings = r.recipe.probe_settings
+        settings = self.plan.recipe.probe_settings
         for name in todo:
-            cfg, ds_cfg = self._configs(name)
-            dataset_name = r.recipe.probes[name].get("dataset")
-            probe = r.registry.create("invariance-probe", cfg, where=f"probes.{name}")
-            probe_set = r._probe_set(name, probe, dataset_name, ds_cfg)
+            planned = self.plan[name]
             # the last epoch's features are the probe stage's too: cache those alone
-            row, _ = measure(encoder, probe, probe_set, top_k=settings.top_k,
-                             cache=r.cache if final else None, encoder_id=enc_id,
+            row, _ = measure(encoder, planned.probe, self.plan.probe_set(name), top_k=settings.top_k,
+                             cache=self.cache() if final else None, encoder_id=enc_id,
                              batch_size=settings.batch_size, num_workers=settings.num_workers,
-                             device=r.device, allow_tf32=settings.allow_tf32,
+                             device=self.device, allow_tf32=settings.allow_tf32,
                              resamples=settings.resamples,
                              description=f"features {self.model}/{name} epoch {epoch}")
-            result = {"probe": name, "type": cfg["type"], "config": r.recipe.probes[name],
-                      "fingerprint": self.probe_fingerprints()[name], "device": str(r.device),
+            result = {"probe": name, "type": planned.config["type"],
+                      "config": self.plan.recipe.probes[name],
+                      "fingerprint": self.probe_fingerprints()[name], "device": str(self.device),
                       "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **row}
             entry = self._entry(epoch)
             if entry is None:
@@ -124,12 +116,4 @@ class TrainingProbes:
             k = settings.top_k[0]
             value = row.get(f"top{k}")
             shown = f"{value:.2f}" if isinstance(value, int | float) else "-"
-            r.log(f"probe {self.model} at epoch {epoch}: {name} top-{k} {shown}")
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+            self.log(f"probe {self.model} at epoch {epoch}: {name} top-{k} {shown}")

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ssl_core.errors import ComponentError, DataError
-from ssl_core.imageio import load_rgb
 from ssl_core.interfaces import Dataset, ImageRecord
-from ssl_core.memory import BudgetedCache
+from ssl_core.kit.imageio import load_rgb
+from ssl_core.kit.memory import BudgetedCache
 
 #: file suffixes decoded as videos (lower case)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ssl_core.errors import ComponentError
-from ssl_core.hookspecs import KIND_HOOKS
+from ssl_core.plugin.hookspecs import KIND_HOOKS
 
 
 class Params(BaseModel):

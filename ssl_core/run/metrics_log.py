@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ssl_core.atomic import write_text
+from ssl_core.kit.atomic import write_text
+from ssl_core.results.layout import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 #: keys of a step record that the trainer owns; an objective metric of the same name is dropped
 RESERVED = frozenset({"event", "step", "epoch", "loss", "lr", "img_s", "data_wait", "step_s", "data_s",

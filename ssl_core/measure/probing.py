@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssl_core.features import FeatureCache, features_for
 from ssl_core.interfaces import Encoder, InvarianceProbe, ProbeSet
-from ssl_core.registry import Registry
-from ssl_core.ris import DEFAULT_RESAMPLES, representation_invariance_score
+from ssl_core.measure.features import FeatureCache, features_for
+from ssl_core.measure.ris import DEFAULT_RESAMPLES, representation_invariance_score
+from ssl_core.plugin.registry import Registry
 
 
 def encoder_identity(encoder: nn.Module) -> str:

@@ -1,0 +1,1 @@
+"""Measuring representations: feature extraction and its cache, probing, RIS and its bootstrap, downstream evaluation."""

@@ -1,0 +1,1 @@
+"""The plugin host: hook specifications, the component registry, entry-point loading."""

@@ -1,0 +1,1 @@
+"""Reports from results: the report document, terminal and Markdown tables, plots."""

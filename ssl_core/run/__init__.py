@@ -1,0 +1,1 @@
+"""Running a recipe: stages, trainer, probes during training, run-dir locking, logs, seeding."""
