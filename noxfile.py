@@ -13,30 +13,25 @@ import nox
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["tests", "plugin", "lint", "typecheck", "docs", "example"]
 
-BUILTIN_PLUGINS = {
-    # entry-point name -> its test files
-    "resnet": ["tests/plugins/test_resnet.py"],
-    "aggressive-crop": ["tests/plugins/test_aggressive_crop.py"],
-    "moco-queue": ["tests/plugins/test_moco_queue.py"],
-    "image-folder": ["tests/plugins/test_image_folder.py"],
-    "aloi": ["tests/plugins/test_aloi.py"],
-    "synthworld": ["tests/plugins/test_synthworld.py", "tests/plugins/test_synthworld_videos.py",
-                   "tests/plugins/test_synthworld_scenes.py"],
-    "got10k": ["tests/plugins/test_got10k.py"],
-    "pascal3d": ["tests/plugins/test_pascal3d.py"],
-    "voc2007": ["tests/plugins/test_voc2007.py"],
-    "coco": ["tests/plugins/test_coco.py"],
-    "ade20k": ["tests/plugins/test_ade20k.py"],
-    "voc07-svm": ["tests/plugins/test_voc07_svm.py"],
-    "linear-softmax": ["tests/plugins/test_linear_softmax.py"],
-    "trackingnet": ["tests/plugins/test_trackingnet.py"],
-    "video-folder": ["tests/plugins/test_video_folder.py"],
-    "segmentation": ["tests/plugins/test_segmentation.py"],
-    "supervised": ["tests/plugins/test_supervised.py"],
-    "video-pairs": ["tests/plugins/test_video_pairs.py"],
-    "selective-search-tracker": ["tests/plugins/test_region_tracker.py"],
-    "region-moco": ["tests/plugins/test_region_moco.py"],
-}
+ROOT = Path(__file__).resolve().parent
+
+
+def _builtin_plugins() -> dict[str, list[str]]:
+    """Entry-point name -> its test files, from pyproject.toml's `sslc.plugins` entry points:
+    `sslc_plugins.NAME` is tested by tests/plugins/test_NAME.py and test_NAME_*.py."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    out = {}
+    for name, target in project["entry-points"]["sslc.plugins"].items():
+        module = target.split(":")[0].removeprefix("sslc_plugins.")
+        tests = sorted({*ROOT.glob(f"tests/plugins/test_{module}.py"),
+                        *ROOT.glob(f"tests/plugins/test_{module}_*.py")})
+        out[name] = [str(t.relative_to(ROOT)) for t in tests]
+    return out
+
+
+BUILTIN_PLUGINS = _builtin_plugins()
 
 
 @nox.session
@@ -80,7 +75,8 @@ def example(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.run("ruff", "check", "ssl_core", "plugins", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "check", "ssl_core", "plugins", "tests", "benchmarks", "examples", "scripts",
+                "noxfile.py")
 
 
 @nox.session
@@ -99,5 +95,5 @@ def docs(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Speed and memory figures against their baselines (not part of CI)."""
     for script in ("bench_ris.py", "bench_train_step.py", "bench_feature_extraction.py",
-                   "bench_augment.py", "bench_cli_startup.py"):
+                   "bench_augment.py", "bench_cli_startup.py", "bench_probe_models.py"):
         session.run("python", f"benchmarks/{script}", *session.posargs)

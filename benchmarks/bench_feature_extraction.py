@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from ssl_core.interfaces import ImageRecord, ProbeItem, ProbeSet
 from ssl_core.measure import features
 from ssl_core.measure.features import (
     PreparedPixels,
@@ -34,7 +35,6 @@ from ssl_core.measure.features import (
     extract_features,
     load_rgb,
 )
-from ssl_core.interfaces import ImageRecord, ProbeItem, ProbeSet
 from ssl_core.plugin.host import get_registry
 
 _VIEW = re.compile(r"^(\d+)_r(\d+)\.png$")

@@ -96,8 +96,8 @@ class InMemoryPairs(torch.utils.data.Dataset):
 def fit_figure(args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
     """Steady-state img/s and data-wait fraction of Trainer.fit (its first step, which starts
     the workers, left out), read from the metrics.jsonl the loop writes."""
-    from ssl_core.plugin.host import get_registry
     from ssl_core.kit.progress import set_quiet
+    from ssl_core.plugin.host import get_registry
     from ssl_core.recipe.schema import TrainConfig
     from ssl_core.run.trainer import Trainer
 

@@ -17,11 +17,12 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
-from ssl_core import DataError, Dataset, ImageRecord, Params, Register, hookimpl
+from ssl_core import DataError, Dataset, ImageRecord, Params, Register, check_boxes, hookimpl
 
 #: the released splits, in the order `subsets` lists them (others found on disk follow)
 KNOWN_SPLITS = ("train2017", "val2017", "train2014", "val2014")
@@ -55,8 +56,11 @@ def find_coco(root: Path) -> Path:
 class CocoLayout:
     """Reads the instances json files of one COCO folder; checks the images they name exist."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, orphan_annotations: str = "skip") -> None:
         self.root = root
+        self.orphan_annotations = orphan_annotations
+        #: split -> what was left out or changed when read (kept in the datasets' stats)
+        self.counts: dict[str, dict[str, int]] = {}
         self._images: dict[str, list[CocoImage]] = {}
         self._names: dict[str, dict[int, str]] = {}
 
@@ -113,21 +117,47 @@ class CocoLayout:
                             "point `root` at the folder holding annotations/instances_<split>.json")
         try:
             names = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
-            by_image: dict[int, list[dict[str, Any]]] = {}
+            folder = self.image_dir(split)
+            first: dict[int, dict[str, Any]] = {}
+            for im in doc["images"]:
+                iid = int(im["id"])
+                if iid in first:
+                    raise DataError(
+                        f"{path}: images {first[iid]['file_name']} and {im['file_name']} share id "
+                        f"{iid}; one image's boxes would be put on the other",
+                        "the json is damaged: give every image its own id, or unzip it again")
+                first[iid] = im
+            anns: list[dict[str, Any]] = []
+            orphans = 0
             for k, ann in enumerate(doc["annotations"]):
                 cat = int(ann["category_id"])
                 if cat not in names:
                     raise DataError(f"{path}: annotation {ann.get('id', k)} has category_id {cat}, "
                                     "which `categories` does not list", "the json is damaged; unzip it again")
+                iid = int(ann["image_id"])
+                if iid not in first:
+                    if self.orphan_annotations == "error":
+                        raise DataError(f"{path}: annotation {ann.get('id', k)} names image_id "
+                                        f"{iid}, which `images` does not list",
+                                        "unzip the json again, or set `orphan_annotations: skip` "
+                                        "to leave such annotations out (counted in the stats)")
+                    orphans += 1
+                    continue
                 x, y, w, h = (float(v) for v in ann["bbox"])
-                by_image.setdefault(int(ann["image_id"]), []).append(
-                    {"id": int(ann.get("id", k)), "category": names[cat], "category_id": cat,
-                     "bbox": [x, y, w, h], "area": float(ann.get("area", w * h)),
-                     "iscrowd": int(ann.get("iscrowd", 0))})
-            folder = self.image_dir(split)
-            images = [CocoImage(int(im["id"]), folder / str(im["file_name"]), int(im.get("width", 0)),
-                                int(im.get("height", 0)), tuple(by_image.get(int(im["id"]), ())))
-                      for im in doc["images"]]
+                anns.append({"id": int(ann.get("id", k)), "category": names[cat], "category_id": cat,
+                             "bbox": [x, y, w, h], "area": float(ann.get("area", w * h)),
+                             "iscrowd": int(ann.get("iscrowd", 0)), "image_id": iid})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: malformed COCO entry ({type(exc).__name__}: {exc})",
+                            "images need id and file_name; annotations id, image_id, category_id "
+                            "and bbox [x, y, w, h]") from None
+        by_image, bad, clipped = self._checked(anns, first)
+        self.counts[split] = {"skipped_orphan_annotations": orphans, "skipped_bad_boxes": bad,
+                              "clipped_boxes": clipped}
+        try:
+            images = [CocoImage(iid, folder / str(im["file_name"]), int(im.get("width", 0)),
+                                int(im.get("height", 0)), tuple(by_image.get(iid, ())))
+                      for iid, im in first.items()]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{path}: malformed COCO entry ({type(exc).__name__}: {exc})",
                             "images need id and file_name; annotations id, image_id, category_id "
@@ -143,12 +173,39 @@ class CocoLayout:
         return images
 
 
+    @staticmethod
+    def _checked(anns: list[dict[str, Any]], images: dict[int, dict[str, Any]]
+                 ) -> tuple[dict[int, list[dict[str, Any]]], int, int]:
+        """Annotations by image, boxes checked against their image's size (`check_boxes`):
+        not finite, inverted or wholly outside are left out and counted; partly outside are
+        clipped. Zero-size boxes are kept (coco-boxes counts them as `empty`)."""
+        xyxy = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                          a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=np.float64).reshape(-1, 4)
+        sizes = np.array([[float(images[a["image_id"]].get("width") or 0),
+                           float(images[a["image_id"]].get("height") or 0)] for a in anns],
+                         dtype=np.float64).reshape(-1, 2)
+        empty = np.array([a["bbox"][2] == 0 or a["bbox"][3] == 0 for a in anns], dtype=bool)
+        rows = xyxy.copy()
+        rows[empty] = np.nan  # not checked: an empty box is counted where it is dropped
+        checked = check_boxes(rows, lambda i: f"annotation {anns[i]['id']}", size=sizes,
+                              on_bad="skip")
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for i, a in enumerate(anns):
+            if checked.bad[i]:
+                continue
+            if not empty[i] and (checked.boxes[i] != xyxy[i]).any():
+                x1, y1, x2, y2 = (float(v) for v in checked.boxes[i])
+                a = {**a, "bbox": [x1, y1, x2 - x1, y2 - y1]}
+            by_image.setdefault(a["image_id"], []).append(a)
+        return by_image, checked.skipped, checked.clipped
+
+
 class _CocoDataset(Dataset):
     """What both COCO readers share: the located tree and its splits."""
 
     def __init__(self, params: CocoParams | CocoBoxesParams) -> None:
         self.root = Path(params.root).expanduser()
-        self.layout = CocoLayout(self.root)
+        self.layout = CocoLayout(self.root, params.orphan_annotations)
         self.stats: dict[str, int] = {}
         try:  # the splits on disk; the released names until the tree is there
             found = self.layout.splits()
@@ -178,6 +235,9 @@ class _CocoDataset(Dataset):
 
 class CocoParams(Params):
     root: Path
+    orphan_annotations: Literal["skip", "error"] = Field(
+        "skip", description="annotations naming an image the json does not list: left out and "
+                            "counted (skip), or refused (error)")
 
 
 class Coco(_CocoDataset):
@@ -205,6 +265,7 @@ class Coco(_CocoDataset):
                       "annotation_ids": [a["id"] for a in anns]}))
         self.stats[f"{split}_images"] = len(out)
         self.stats[f"{split}_unannotated"] = sum(r.label is None for r in out)
+        self.stats.update({f"{split}_{k}": v for k, v in self.layout.counts[split].items()})
         if not out:
             raise DataError(f"{self.layout.annotation_file(split)} lists no images",
                             "check that the file is a COCO instances json")
@@ -213,6 +274,9 @@ class Coco(_CocoDataset):
 
 class CocoBoxesParams(Params):
     root: Path
+    orphan_annotations: Literal["skip", "error"] = Field(
+        "skip", description="annotations naming an image the json does not list: left out and "
+                            "counted (skip), or refused (error)")
     min_size: float = Field(0.0, ge=0, description="drop boxes whose width or height (pixels) is smaller")
     max_per_image: int | None = Field(None, ge=1, description="keep only the largest boxes of each image")
 
@@ -253,10 +317,16 @@ class CocoBoxes(_CocoDataset):
                                        meta={"image_id": im.id, "annotation_id": a["id"],
                                              "category_id": a["category_id"], "area": a["area"]}))
         self.stats.update({f"{split}_boxes": len(out),
-                           **{f"{split}_skipped_{k}": v for k, v in counts.items()}})
+                           **{f"{split}_skipped_{k}": v for k, v in counts.items()},
+                           **{f"{split}_{k}": v for k, v in self.layout.counts[split].items()}})
         if not out:
-            raise DataError(f"{self.layout.annotation_file(split)} has no non-crowd box of at least "
-                            f"{self.params.min_size} pixels", "lower `min_size`, or check the file")
+            read = self.layout.counts[split]
+            skipped = ", ".join(f"{v} {k}" for k, v in (
+                *counts.items(), ("bad (not finite, inverted or outside)", read["skipped_bad_boxes"]),
+                ("naming a missing image", read["skipped_orphan_annotations"])))
+            raise DataError(f"{self.layout.annotation_file(split)} has no usable box: skipped "
+                            f"{skipped}", "lower `min_size` if boxes were too small, or check "
+                            "the file")
         return out
 
 

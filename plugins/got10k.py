@@ -47,8 +47,9 @@ from ssl_core import (
     Track,
     VideoDataset,
     VideoRecord,
+    check_boxes,
+    frame_size,
     hookimpl,
-    xywh_to_xyxy,
 )
 
 SPLITS = ("train", "val")
@@ -174,6 +175,8 @@ class Got10kSequence:
     absence: np.ndarray | None
     cut_by_image: np.ndarray | None
     info: dict[str, str] = field(default_factory=dict)
+    #: boxes not finite, inverted or wholly outside the frame, made absent when read
+    bad_boxes: int = 0
 
     def __post_init__(self) -> None:
         # per-frame values computed once: records() builds ~1.4M of them on the real split
@@ -229,18 +232,43 @@ def read_sequence(folder: Path) -> Got10kSequence:
     if not object_class:
         raise DataError(f"{meta_file}: no 'object_class: ...' line",
                         "meta_info.ini must name the object class, e.g. 'object_class: dog'")
-    boxes = parse_boxes(folder / "groundtruth.txt")
+    gt = folder / "groundtruth.txt"
+    boxes = parse_boxes(gt)
     n = len(boxes)
+    absence = parse_labels(folder / "absence.label", n)
+    bad = _bad_boxes(boxes, absence, parse_resolution(info.get("resolution")),
+                     lambda i: f"{gt}, line {i + 1}")
+    boxes[bad] = np.nan
     return Got10kSequence(
         name=folder.name,
         folder=folder,
         object_class=object_class.replace(" ", "_"),
         boxes=boxes,
         cover=parse_labels(folder / "cover.label", n),
-        absence=parse_labels(folder / "absence.label", n),
+        absence=absence,
         cut_by_image=parse_labels(folder / "cut_by_image.label", n),
         info=info,
+        bad_boxes=int(bad.sum()),
     )
+
+
+def _xyxy(boxes: np.ndarray, absence: np.ndarray | None) -> np.ndarray:
+    """x, y, w, h -> x1, y1, x2, y2 in float64; NaN where the target is absent (absence.label,
+    all-NaN or zero-size rows), so only the boxes that claim a target are checked."""
+    x, y, w, h = boxes.T
+    out = np.stack([x, y, x + w, y + h], axis=1)
+    absent = np.isnan(boxes).all(axis=1) | (w == 0) | (h == 0)
+    if absence is not None:
+        absent |= absence == 1
+    out[absent] = np.nan
+    return out
+
+
+def _bad_boxes(boxes: np.ndarray, absence: np.ndarray | None, size: tuple[int, int] | None,
+               where: Any) -> np.ndarray:
+    """Which rows are not finite, inverted or wholly outside the frame: skipped (counted),
+    as the probe already drops frames without a usable box."""
+    return check_boxes(_xyxy(boxes, absence), where, size=size, on_bad="skip").bad
 
 
 # -- the dataset ----------------------------------------------------------------------------
@@ -307,11 +335,14 @@ def sequence_frames(seq: Got10kSequence) -> tuple[Path, ...]:
 
 def sequence_video(seq: Got10kSequence) -> VideoRecord:
     """A sequence as a video of its frame images; the box is NaN where the target is absent."""
-    boxes = xywh_to_xyxy(seq.boxes)
-    if seq.absence is not None:
-        boxes[seq.absence == 1] = np.nan
+    frames = sequence_frames(seq)
+    size = seq.image_size or (frame_size(frames[0]) if frames else None)
+    checked = check_boxes(_xyxy(seq.boxes, seq.absence), lambda i: f"{seq.folder}, frame {i + 1}",
+                          size=size, on_bad="skip")  # clipped to the frame for training crops
+    seq.bad_boxes += checked.skipped
+    boxes = checked.boxes.astype(np.float32)
     return VideoRecord(name=seq.name, source=seq.folder, num_frames=seq.num_frames,
-                       frames=sequence_frames(seq),
+                       frames=frames,
                        tracks={MAIN_TRACK: Track(boxes, seq.object_class)}, main_track=MAIN_TRACK,
                        fps=parse_fps(seq.info.get("anno_fps")), label=seq.object_class,
                        meta={"cover": seq.cover, "image_size": seq.image_size})
@@ -333,6 +364,7 @@ class Got10kDataset(VideoDataset):
         self.skipped: dict[str, str] = {}
         self._videos: list[VideoRecord] | None = None
         self._video_skipped: int = 0
+        self._bad_boxes: int = 0
 
     @property
     def root(self) -> Path:  # type: ignore[override]
@@ -395,9 +427,11 @@ class Got10kDataset(VideoDataset):
             raise ComponentError(f"got10k has no subset {subset!r}", "use 'all' (or leave it out)")
         if self._videos is None:
             videos = []
+            self._bad_boxes = 0
             for seq in self.iter_sequences():
                 try:
                     videos.append(sequence_video(seq))
+                    self._bad_boxes += seq.bad_boxes
                 except DataError as exc:
                     if self.bad_sequences == "error":
                         raise
@@ -411,7 +445,8 @@ class Got10kDataset(VideoDataset):
 
     def stats(self) -> dict[str, int]:
         videos = self.videos()
-        return {"videos": len(videos), "skipped_bad_videos": self._video_skipped}
+        return {"videos": len(videos), "skipped_bad_videos": self._video_skipped,
+                "skipped_bad_boxes": self._bad_boxes}
 
 
 # -- the occlusion probe ------------------------------------------------------------------

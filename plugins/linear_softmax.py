@@ -11,6 +11,7 @@ little lower than the augmented protocol.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -73,15 +74,23 @@ def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, p: LinearSoftma
     task = progress.add_task("linear-softmax", total=p.epochs, info="") if progress is not None else None
     loss_fn = torch.nn.CrossEntropyLoss()
     with torch.enable_grad():
-        for _ in range(p.epochs):
+        for epoch in range(1, p.epochs + 1):
             order = torch.randperm(len(xs), generator=gen).to(device)
+            running = torch.zeros((), device=device)
             for start in range(0, len(xs), p.batch_size):
                 idx = order[start:start + p.batch_size]
                 loss = loss_fn(fc(xs[idx]), ys[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                running += loss.detach()
             sched.step()
+            total = float(running)  # one host sync an epoch
+            if not math.isfinite(total):
+                raise DataError(
+                    f"linear-softmax: the classifier's training loss is {total} at epoch {epoch}; "
+                    "its accuracy would mean nothing",
+                    "lower the evaluator's lr, or check the features for inf/NaN")
             if progress is not None and task is not None:
                 progress.advance(task)
     return fc.cpu()

@@ -6,15 +6,31 @@ negative region pairs". Here that is:
 
     loss = frame_weight * L_frame + region_weight * L_region
 
-L_frame is moco-queue's loss on the two frames (query frame t, key frame t + delta).
-L_region is the same InfoNCE on regions: a query region is the query encoder's layer3 map
-of the query view ROI-pooled at `query_boxes`, averaged and projected by a region head; its
-positive is the momentum (key) encoder's layer3 map of the key view pooled at `key_boxes`
-(the region tracked into the key frame) through the momentum copy of the region head; its
-negatives are a queue of past region keys of its own (`region_queue_size`). Rows of
-`box_valid` False are masked out (no loss, never enqueued). Under torchrun the region keys
+L_frame is moco-queue's loss on the two frames (query frame i, key frame i + k).
+L_region is the same InfoNCE on regions. Where a region's vector comes from
+(`region_pool`):
+
+- `crops` (default): the region is cut out of the view (ROI-align to
+  `region_crop_size` pixels square) and goes through the whole trunk like an image, its
+  pooled feature projected by a region head. Figure 2 of the paper feeds "full frames and
+  tracked region proposals ... as the query and key", i.e. regions are inputs of the
+  encoder as frames are, and every stage (layer4 included, what every evaluation reads)
+  learns from the region loss. Only valid rows are forwarded.
+- `roi`: the view goes through the trunk once and the region is ROI-pooled out of
+  `region_layer`'s map (one forward for all regions; with `layer3`, stages after it get no
+  region gradient).
+
+The query region goes through the query encoder and region head; its positive is the
+region tracked into the key view (`key_boxes`) through the momentum (key) encoder and the
+momentum copy of the region head; its negatives are a queue of past region keys of its own
+(`region_queue_size`). Rows of `box_valid` False are masked out (no loss, never enqueued). Under torchrun the region keys
 are gathered from all ranks before enqueueing and the key boxes travel with their images
-through shuffle-BN, like the frame keys.
+through shuffle-BN, like the frame keys; in one process shuffle-BN is emulated by BatchNorm
+groups as in moco-queue (`shuffle_bn_groups`).
+
+The MoCo machinery (branches, queues, momentum update, shuffle-BN, InfoNCE) and the ROI
+pooling come from the core's kit (`ssl_core.MomentumContrast`, `ssl_core.pool_regions`);
+this plugin imports nothing from other plugins.
 
 State dict: moco-queue's (`encoder_q.*`, `encoder_k.*`, `queue`, `queue_ptr`, so the trunk
 exports in the official MoCo layout) plus `region_q.*`, `region_k.*`, `region_queue`,
@@ -28,58 +44,84 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
+from torchvision.ops import roi_align
 
 from ssl_core import (
     ComponentError,
     Encoder,
+    MomentumContrast,
     ObjectiveOutput,
+    Params,
     Register,
     device_constant,
+    enqueue_valid,
     ensure_fits,
     hookimpl,
-)
-from sslc_plugins.moco_queue import (
-    MocoQueue,
-    MocoQueueParams,
-    _distributed,
-    concat_all_gather,
     info_nce,
+    momentum_update,
+    pool_regions,
+    projection_head,
 )
-from sslc_plugins.region_tracker.features import pool_regions
 
 
-class RegionMocoParams(MocoQueueParams):
-    """moco-queue's parameters plus the region loss's."""
+class RegionMocoParams(Params):
+    """The frame loss's parameters (moco-queue's, same names and defaults) plus the region
+    loss's."""
 
+    dim: int = Field(128, ge=1, description="key/query embedding size")
+    queue_size: int = Field(65536, ge=1, description="number of negative keys K")
+    momentum: float = Field(0.999, ge=0.0, le=1.0, description="key-encoder momentum m")
+    temperature: float = Field(0.2, gt=0.0, description="softmax temperature T")
+    mlp: bool = Field(True, description="2-layer MLP head (v2) instead of one Linear (v1)")
+    shuffle_bn: bool = Field(True, description="shuffle-BN: across ranks under torchrun, "
+                             "emulated by shuffle_bn_groups in one process")
+    shuffle_bn_groups: int | None = Field(
+        None, ge=1, description="one-process shuffle-BN: BatchNorm groups the batch is split "
+        "into (each an emulated rank); null = up to 8 groups of at least 4 images; 1 = off. "
+        "Only with BatchNorm in the encoder and without torchrun")
     frame_weight: float = Field(1.0, ge=0.0, description="weight of the frame-level MoCo loss")
     region_weight: float = Field(1.0, ge=0.0, description="weight of the region-level loss")
     region_queue_size: int = Field(65536, ge=1, description="negative region keys kept")
     region_temperature: float = Field(0.2, gt=0.0, description="softmax temperature of the "
                                       "region loss")
+    region_pool: Literal["crops", "roi"] = Field(
+        "crops", description="crops: each region cut out of the view and forwarded through the "
+        "whole trunk (the paper's Figure 2: regions as query and key); roi: ROI-pooled from "
+        "`region_layer`'s map of the view (one forward)")
+    region_crop_size: int = Field(64, ge=8, description="crops: side in pixels each region is "
+                                  "resampled to before the trunk")
+    region_layer: Literal["layer1", "layer2", "layer3", "layer4"] = Field(
+        "layer4", description="roi: the stage whose map regions are pooled from")
     roi_op: Literal["roi_pool", "roi_align"] = Field(
-        "roi_align", description="how regions are cut out of the layer3 maps")
-    roi_output: int = Field(7, ge=1, description="ROI output cells per side, averaged")
+        "roi_align", description="roi: how regions are cut out of the maps")
+    roi_output: int = Field(7, ge=1, description="roi: ROI output cells per side, averaged")
 
 
-class RegionMoco(MocoQueue):
+class RegionMoco(MomentumContrast):
     """MoCo v2 with a second, region-level InfoNCE over tracked region pairs."""
 
+    name = "region-moco"
+    #: moco-queue's branch names, so the trunk exports in the official MoCo layout too
+    branch_names = ("encoder_q", "encoder_k")
     region_queue: Tensor
     region_queue_ptr: Tensor
 
     def __init__(self, params: RegionMocoParams | None = None) -> None:
         p = params or RegionMocoParams()
-        super().__init__(p)
+        super().__init__(p.dim, p.queue_size, p.momentum, p.temperature, p.mlp, p.shuffle_bn,
+                         p.shuffle_bn_groups)
         self.frame_weight = p.frame_weight
         self.region_weight = p.region_weight
         self.region_K = p.region_queue_size
         self.region_T = p.region_temperature
         self.roi_op: Literal["roi_pool", "roi_align"] = p.roi_op
         self.roi_output = p.roi_output
+        self.region_pool = p.region_pool
+        self.region_layer = p.region_layer
+        self.crop_size = p.region_crop_size
         self.region_q: nn.Module | None = None
         self.region_k: nn.Module | None = None
         ensure_fits(3 * 4 * p.dim * p.region_queue_size,
@@ -90,24 +132,25 @@ class RegionMoco(MocoQueue):
         self.register_buffer("region_queue_ptr", torch.zeros(1, dtype=torch.long))
 
     def bind(self, encoder: Encoder) -> None:
-        """moco-queue's branches, then the region head (sized by the encoder's layer3
-        channels, read from one tiny forward) and its momentum copy."""
+        """The MoCo branches, then the region head (sized by the channels of what it reads,
+        the pooled trunk or `region_layer`, read from one tiny forward) and its momentum
+        copy."""
         super().bind(encoder)
         device = next(iter(encoder.parameters()), self.queue).device
         was_training = encoder.training
         encoder.eval()
         try:
             with torch.no_grad():
-                channels = int(encoder.feature_maps(torch.zeros(1, 3, 64, 64, device=device))
-                               ["layer3"].shape[1])
+                maps = encoder.feature_maps(torch.zeros(1, 3, 64, 64, device=device))
         finally:
             encoder.train(was_training)
-        if self.mlp:
-            head: nn.Module = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(),
-                                            nn.Linear(channels, self.dim))
-        else:
-            head = nn.Linear(channels, self.dim)
-        self.region_q = head.to(device)
+        read = "pooled" if self.region_pool == "crops" else self.region_layer
+        if read not in maps:
+            raise ComponentError(f"region-moco reads {read!r} of the encoder, which gives "
+                                 f"{sorted(maps)}", "choose another region_layer, or "
+                                 "region_pool: crops")
+        channels = int(maps[read].shape[1])
+        self.region_q = projection_head(channels, self.dim, mlp=self.mlp).to(device)
         self.region_k = copy.deepcopy(self.region_q)
         for param in self.region_k.parameters():
             param.requires_grad = False
@@ -120,48 +163,35 @@ class RegionMoco(MocoQueue):
 
     @torch.no_grad()
     def _momentum_update_key_encoder(self) -> None:
-        """moco-queue's update, and the same for the region head: k = m*k + (1-m)*q."""
+        """The MoCo branches' update, and the same for the region head: k = m*k + (1-m)*q."""
         super()._momentum_update_key_encoder()
         region_q, region_k = self._region_heads()
-        ks = [p.data for p in region_k.parameters()]
-        qs = [p.data for p in region_q.parameters()]
-        torch._foreach_mul_(ks, self.m)
-        torch._foreach_add_(ks, torch._foreach_mul(qs, 1.0 - self.m))
-
-    @torch.no_grad()
-    def _shuffle_like(self, x: Tensor, idx_unshuffle: Tensor) -> Tensor:
-        """This rank's share of the gathered `x` in the permutation `_batch_shuffle_ddp` drew
-        (its inverse is `idx_unshuffle`): the key boxes follow their images."""
-        x_all = concat_all_gather(x)
-        idx_shuffle = torch.argsort(idx_unshuffle)
-        ranks = x_all.shape[0] // x.shape[0]
-        return x_all[idx_shuffle.view(ranks, -1)[dist.get_rank()]]
+        momentum_update(region_q, region_k, self.m)
 
     @torch.no_grad()
     def _enqueue_regions(self, keys: Tensor, valid: Tensor) -> None:
-        """Enqueue the valid rows of `keys` (all ranks'), oldest first, without reading the
-        count back to the host: valid rows go first and invalid ones rewrite what was there."""
-        keys = concat_all_gather(keys)
-        valid = concat_all_gather(valid.to(keys.dtype)) > 0.5
-        n = keys.shape[0]
-        if n > self.region_K:
-            raise ComponentError(
-                f"region-moco got {n} region keys in one step (global batch x regions per "
-                f"item), more than region_queue_size {self.region_K}",
-                f"set region_queue_size to at least {n}")
-        order = torch.argsort((~valid).to(torch.int8), stable=True)
-        keys, valid = keys[order], valid[order]
-        idx = (self.region_queue_ptr + torch.arange(n, device=keys.device)) % self.region_K
-        old = self.region_queue[:, idx]
-        self.region_queue[:, idx] = torch.where(valid[None, :], keys.T.to(old.dtype), old)
-        self.region_queue_ptr.add_(valid.sum()).remainder_(self.region_K)
+        """Enqueue the valid rows of `keys` (all ranks'), oldest first."""
+        enqueue_valid(self.region_queue, self.region_queue_ptr, keys, valid,
+                      "region-moco (global batch x regions per item)", "region_queue_size")
 
-    def _pool(self, maps: Tensor, boxes: Tensor, width: int) -> Tensor:
-        """(B, R, 4) view-pixel boxes -> (B*R, C) pooled layer3 vectors."""
-        return pool_regions(maps, boxes, width, self.roi_op, self.roi_output)
+    def _regions(self, trunk: Encoder, x: Tensor, maps: Mapping[str, Tensor], boxes: Tensor
+                 ) -> Tensor:
+        """(B, R, 4) view-pixel boxes -> (B*R, C) region vectors: ROI-pooled from
+        `region_layer`'s map, or the trunk's pooled feature of each region's crop. Every row
+        is forwarded (invalid ones crop the whole view, masked later), image by image, so a
+        slice of the batch's crops is the same slice of its images: shuffle-BN's groups and
+        ranks see the crops of their own images."""
+        if self.region_pool == "roi":
+            return pool_regions(maps[self.region_layer], boxes, x.shape[-1], self.roi_op,
+                                self.roi_output)
+        b, r = boxes.shape[:2]
+        owner = torch.arange(b, device=boxes.device).repeat_interleave(r).to(torch.float32)
+        rois = torch.cat([owner[:, None], boxes.reshape(-1, 4).float()], dim=1)
+        crops = roi_align(x.float(), rois, self.crop_size, 1.0, 2, aligned=True).to(x.dtype)
+        return trunk.feature_maps(crops)["pooled"]
 
     def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput:
-        q_branch, k_branch = self._bound()
+        q_branch, k_branch = self.branches()
         region_q, region_k = self._region_heads()
         try:
             im_q, im_k = batch["query"], batch["key"]
@@ -179,21 +209,20 @@ class RegionMoco(MocoQueue):
         q_boxes = torch.where(valid[..., None], q_boxes.float(), whole)
         k_boxes = torch.where(valid[..., None], k_boxes.float(), whole)
 
-        q_maps = q_branch.trunk.feature_maps(im_q)
-        q_out = q_branch.fc(q_maps["pooled"])
-        q_reg = region_q(self._pool(q_maps["layer3"], q_boxes, w))
+        def query(x: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+            maps = q_branch.trunk.feature_maps(x)
+            regions = region_q(self._regions(q_branch.trunk, x, maps, boxes))
+            return q_branch.fc(maps["pooled"]), regions
+
+        def key(x: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+            maps = k_branch.trunk.feature_maps(x)
+            regions = region_k(self._regions(k_branch.trunk, x, maps, boxes))
+            return k_branch.fc(maps["pooled"]), regions.view(x.shape[0], r, -1)
+
+        q_out, q_reg = self.query_forward(query, im_q, q_boxes)
         with torch.no_grad():
             self._momentum_update_key_encoder()
-            shuffle = self.shuffle_bn and _distributed()
-            if shuffle:
-                im_k, idx_unshuffle = self._batch_shuffle_ddp(im_k)
-                k_boxes = self._shuffle_like(k_boxes, idx_unshuffle)
-            k_maps = k_branch.trunk.feature_maps(im_k)
-            k_out = k_branch.fc(k_maps["pooled"])
-            k_reg = region_k(self._pool(k_maps["layer3"], k_boxes, im_k.shape[-1])).view(b, r, -1)
-            if shuffle:
-                k_out = self._batch_unshuffle_ddp(k_out, idx_unshuffle)
-                k_reg = self._batch_unshuffle_ddp(k_reg, idx_unshuffle)
+            k_out, k_reg = self.key_forward(key, im_k, k_boxes)
 
         frame_losses, frame_hits, k = info_nce(q_out, k_out, self.queue, self.T)
         region_losses, region_hits, k_reg_n = info_nce(q_reg, k_reg.reshape(b * r, -1),
@@ -219,4 +248,4 @@ class RegionMoco(MocoQueue):
 def register_objectives(register: Register) -> None:
     register("region-moco", RegionMoco, params=RegionMocoParams,
              summary="MoCo v2 on frames plus a region-level InfoNCE on tracked region pairs "
-                     "(ROI-pooled layer3, own queue; paper sec. 5)")
+                     "(region crops through the trunk, or ROI-pooled; own queue; paper sec. 5)")

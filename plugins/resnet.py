@@ -155,12 +155,46 @@ class TorchvisionFormat(CheckpointFormat):
                                   f"{type(encoder).__name__}", "export with another --format")
         if encoder.small_input:
             raise CheckpointError("a small_input ResNet (3x3 conv1, no max-pool) has no "
-                                  "torchvision counterpart", "export with --format moco or sslc")
+                                  "torchvision counterpart",
+                                  "export with --format moco, or give sslc commands the run's "
+                                  "own RUN_DIR/models/NAME as it is")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             fc = getattr(torchvision.models, encoder.arch)(weights=None).fc
         return {**{k: v.detach().cpu() for k, v in trunk.items()},
                 "fc.weight": fc.weight.detach(), "fc.bias": fc.bias.detach()}
+
+
+#: lightly's backbone is `nn.Sequential(*list(resnet.children())[:-1])`: children by index
+_SEQUENTIAL_CHILDREN = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3",
+                        "7": "layer4"}
+
+
+class LightlyFormat(CheckpointFormat):
+    """lightly's ResNet backbone, a Sequential of torchvision's children without `fc`
+    (`backbone.0.weight` = conv1, `backbone.1.*` = bn1, `backbone.4.0.conv1.weight` =
+    layer1.0.conv1), renamed onto torchvision's keys; the shortest such prefix wins
+    (`backbone.` over `backbone_momentum.`)."""
+
+    def __init__(self, params: Params | None = None) -> None:
+        pass
+
+    def select(self, state: Mapping[str, Tensor], meta: Mapping[str, Any]
+               ) -> tuple[dict[str, Tensor], str] | None:
+        anchor = "4.0.conv1.weight"
+        found = [k[: -len(anchor)] for k in state if k.endswith(anchor)]
+        found = [p for p in found if (p == "" or p.endswith(".")) and p + "1.running_mean" in state
+                 and state.get(p + "0.weight", torch.empty(0)).dim() == 4]
+        if not found:
+            return None
+        prefix = min(found, key=lambda p: (len(p), p))
+        out: dict[str, Tensor] = {}
+        for k, v in state.items():
+            if k.startswith(prefix):
+                idx, _, rest = k[len(prefix):].partition(".")
+                if idx in _SEQUENTIAL_CHILDREN and rest:
+                    out[f"{_SEQUENTIAL_CHILDREN[idx]}.{rest}"] = v
+        return out, prefix
 
 
 @hookimpl
@@ -177,3 +211,5 @@ def register_encoders(register: Register) -> None:
 def register_checkpoint_formats(register: Register) -> None:
     register("torchvision", TorchvisionFormat,
              summary="torchvision ResNet state dict (trunk + fc), e.g. supervised ImageNet weights")
+    register("lightly", LightlyFormat,
+             summary="lightly's Sequential ResNet backbone (backbone.0.weight, backbone.4.0...)")

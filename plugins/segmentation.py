@@ -24,6 +24,7 @@ dataset object has `num_classes` (K), optionally `class_names` and `ignore_index
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -231,6 +232,13 @@ def train_head(maps: np.ndarray, targets: np.ndarray, num_classes: int, p: Segme
     ignored); returns it (on the CPU, eval mode) and the mean loss of each epoch."""
     device = resolve_device(p.device, "segmentation device")
     size = (targets.shape[1], targets.shape[2])
+    if maps.shape[2] * maps.shape[3] == 1 and min(p.batch_size, len(maps)) == 1:
+        what = "one training image" if len(maps) == 1 else "batch_size: 1"
+        raise DataError(
+            f"segmentation: {what} with 1x1 feature maps gives the head's BatchNorm one value "
+            "per channel, which it cannot train on",
+            "set the evaluator's batch_size to 2 or more and use 2+ training images, or read "
+            "a layer with larger maps (`layer`, or a larger image_size)")
     per_epoch = len(_batches(len(maps), p.batch_size, torch.arange(len(maps))))
     total = p.epochs * per_epoch
     task = progress.add_task("segmentation head", total=p.epochs, info="") if progress else None
@@ -261,6 +269,12 @@ def train_head(maps: np.ndarray, targets: np.ndarray, num_classes: int, p: Segme
                 sched.step()
                 running += loss.detach()
             losses.append(float(running) / per_epoch)
+            if not math.isfinite(losses[-1]):
+                raise DataError(
+                    f"segmentation: the head's training loss is {losses[-1]} at epoch "
+                    f"{len(losses)}; its mIoU would mean nothing",
+                    "lower the evaluator's lr, or check the features for inf/NaN (a "
+                    "feature_dtype of float16 can overflow: try float32)")
             if progress is not None and task is not None:
                 progress.advance(task)
     return head.eval().cpu(), losses

@@ -33,6 +33,8 @@ from ssl_core import (
     Track,
     VideoRecord,
     VideoSelection,
+    check_boxes,
+    frame_size,
     hookimpl,
     select_videos,
     xywh_to_xyxy,
@@ -107,23 +109,25 @@ def parse_anno(path: Path) -> np.ndarray:
         raise DataError(f"cannot read TrackingNet annotation {path}: {exc.strerror or exc}",
                         f"re-download the chunk's anno files, {_SKIP_HINT}") from None
     lines = text.strip().splitlines()
-    try:  # one C conversion for the usual well-formed file
-        values = np.array([v for v in _SEP.split(text.strip()) if v], dtype=np.float64)
-        if len(values) == 4 * len(lines):
-            return values.reshape(-1, 4)
+    try:  # one C conversion for the usual well-formed file (4 numbers on every line)
+        if all(line.count(",") == 3 for line in lines):
+            values = np.array([v for v in _SEP.split(text.strip()) if v], dtype=np.float64)
+            if len(values) == 4 * len(lines):
+                return values.reshape(-1, 4)
     except ValueError:
         pass
+    rows = []
     for i, line in enumerate(lines):
         parts = [p for p in _SEP.split(line.strip()) if p]
         try:
             if len(parts) != 4:
                 raise ValueError
-            [float(p) for p in parts]
+            rows.append([float(p) for p in parts])
         except ValueError:
             raise DataError(f"{path}, line {i + 1}: expected 'x,y,w,h', got {line!r}",
                             "TrackingNet anno files hold one comma-separated x,y,w,h box per frame"
                             ) from None
-    raise AssertionError("unreachable: every line parsed")  # pragma: no cover
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
 class TrackingNet(SelectedVideoDataset):
@@ -217,7 +221,10 @@ class TrackingNet(SelectedVideoDataset):
                 raise DataError(f"{anno} has {len(boxes)} boxes but {folder} has "
                                 f"{len(frames)} frames",
                                 f"re-download the annotation or re-extract the frames, {_SKIP_HINT}")
-            tracks[MAIN_TRACK] = Track(xywh_to_xyxy(boxes))
+            checked = check_boxes(xywh_to_xyxy(boxes), lambda i: f"{anno}, line {i + 1}",
+                                  size=frame_size(frames[0]), written=boxes, layout="x, y, w, h",
+                                  hint=f"fix or re-download the annotation, {_SKIP_HINT}")
+            tracks[MAIN_TRACK] = Track(checked.boxes.astype(np.float32))
         elif self.params.split == "train":
             raise DataError(f"TrackingNet video {name}: annotation {anno} is missing",
                             f"download the annotations (--data anno), {_SKIP_HINT}")

@@ -121,6 +121,7 @@ class VideoFolder(SelectedVideoDataset):
     """Video files under a folder, with optional sidecar tracks and folder labels."""
 
     subsets: ClassVar[tuple[str, ...]] = ("all",)
+    frame_images: ClassVar[bool] = False  # video files: no per-frame images to probe
     dataset_name = "video-folder"
 
     def __init__(self, params: VideoFolderParams) -> None:
@@ -145,7 +146,7 @@ class VideoFolder(SelectedVideoDataset):
         tracks: dict[str, Any] = {}
         sidecar = sidecar_path(path)
         if sidecar.is_file():
-            tracks, fields = read_tracks_sidecar(sidecar)
+            tracks, fields = read_tracks_sidecar(sidecar, frame_size=size)
             declared = fields.get("num_frames", frames)
             bad = [t for t, track in tracks.items() if len(track.boxes) != frames]
             if declared != frames or bad:

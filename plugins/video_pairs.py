@@ -8,9 +8,9 @@
   (same rule, both boxes present), each crop augmented on its own.
 
 Frames come from `ssl_core.read_frames` (the one frame reader: video files and frame
-folders alike); the augmentation is aggressive-crop's MoCo-v2 pipeline, reused, never
-copied, so its parameters are these samplers' parameters too. All randomness is torch's:
-the trainer's per-(seed, epoch, index) seed fixes an item.
+folders alike); each frame (or box) becomes a view through the view augmentation the
+sampler composes, `views: {type: aggressive-crop, size: 224, ...}` by default (MoCo v2's).
+All randomness is torch's: the trainer's per-(seed, epoch, index) seed fixes an item.
 """
 
 from __future__ import annotations
@@ -30,14 +30,17 @@ from ssl_core import (
     DataError,
     Dataset,
     PairSampler,
+    Params,
     Register,
     VideoDataset,
     VideoRecord,
+    ViewAugmentation,
+    component_field,
+    create_component,
     crop_box,
     hookimpl,
     read_frames,
 )
-from sslc_plugins.aggressive_crop import AggressiveCrop, AggressiveCropParams, CropViews
 
 #: The paper's text does not print k (it points to its Appendix B). 100 frames (3.3 s at
 #: TrackingNet's 30 fps) gives about the paper's 118K pairs from TrackingNet's 30,132
@@ -71,15 +74,29 @@ def enlarge(box: np.ndarray, context: float) -> np.ndarray:
 
 
 # -- params -----------------------------------------------------------------------------------
-class VideoFramesParams(AggressiveCropParams):
-    """aggressive-crop's MoCo-v2 knobs (size 224, ...) and how many frames each video gives."""
+#: the view augmentation every sampler composes unless its recipe names another
+DEFAULT_VIEWS = {"type": "aggressive-crop"}
+
+
+class VideoPairParams(Params):
+    """What the three samplers share: how a frame becomes a view, and the dataset subset."""
+
+    views: dict[str, Any] = component_field(
+        "view-augmentation", DEFAULT_VIEWS,
+        "the view augmentation each frame (or box) goes through, `{type: <name>, ...}`; "
+        "default aggressive-crop's MoCo-v2 pipeline at its defaults (size 224)")
+    subset: str | None = Field(None, description="the dataset subset whose videos are read")
+
+
+class VideoFramesParams(VideoPairParams):
+    """How many frames each video gives (each frame: two views)."""
 
     frames_per_video: int = Field(
         3, ge=1, description="frames taken per video, uniformly spaced (the paper: 3)")
 
 
-class FrameTemporalParams(AggressiveCropParams):
-    """aggressive-crop's MoCo-v2 knobs and the frame gap k."""
+class FrameTemporalParams(VideoPairParams):
+    """The frame gap k."""
 
     gap: int = Field(DEFAULT_GAP, ge=1, description="k: pairs are frames (i, i + k), i mod k == 0")
 
@@ -118,17 +135,16 @@ def _plan(rows: Sequence[tuple[int, int, int]], boxes: Sequence[np.ndarray] | No
 
 
 class VideoPairs(torch.utils.data.Dataset):
-    """Items {"query", "key", "index", "video", "frames"}: the MoCo-v2 views of two frames
-    (or twice one frame), cropped to their boxes first when the plan has boxes.
+    """Items {"query", "key", "index", "video", "frames"}: the views of two frames (or twice
+    one frame), cropped to their boxes first when the plan has boxes.
 
-    With `views` (augment_on: gpu) query and key are aggressive-crop's uint8 crops plus
-    their drawn parameters (`query_params`, `key_params`), finished by `on_device`."""
+    With `augment_on: gpu` views, query and key are the workers' uint8 crops plus their drawn
+    parameters (`query_params`, `key_params`), finished by the sampler's `on_device`."""
 
-    def __init__(self, videos: Sequence[VideoRecord], plan: PairPlan, transform: Any,
-                 views: CropViews | None = None) -> None:
+    def __init__(self, videos: Sequence[VideoRecord], plan: PairPlan,
+                 views: ViewAugmentation) -> None:
         self.videos = list(videos)
         self.plan = plan
-        self.transform = transform
         self.views = views
 
     def __len__(self) -> int:
@@ -151,30 +167,32 @@ class VideoPairs(torch.utils.data.Dataset):
         first, second = self.images(index)
         item: dict[str, Any] = {"index": index, "video": int(self.plan.video[index]),
                                 "frames": torch.from_numpy(self.plan.frames[index].copy())}
-        if self.views is not None:
-            item["query"], item["query_params"] = self.views.view(first)
-            item["key"], item["key_params"] = self.views.view(second)
+        if self.views.augment_on == "gpu":
+            item["query"], item["query_params"] = self.views.prepare(first)
+            item["key"], item["key_params"] = self.views.prepare(second)
         else:
-            query: Tensor = self.transform(first)
-            key: Tensor = self.transform(second)
+            query: Tensor = self.views(first)
+            key: Tensor = self.views(second)
             item["query"], item["key"] = query, key
         return item
 
 
 # -- samplers ---------------------------------------------------------------------------------
 class VideoPairSampler(PairSampler):
-    """What the three samplers share: checking the dataset, the MoCo-v2 pipeline, stats."""
+    """What the three samplers share: checking the dataset, the composed views, stats."""
 
     name: ClassVar[str]
-    params: AggressiveCropParams
+    params: VideoPairParams
 
-    def __init__(self, params: AggressiveCropParams) -> None:
+    def __init__(self, params: VideoPairParams) -> None:
         self.params = params
-        self.crop = AggressiveCrop(params)  # the MoCo-v2 pipeline and its on-device finish
+        self.views: ViewAugmentation = create_component(
+            "view-augmentation", params.views, where=f"pair-sampler {self.name}: views")
         self._stats: dict[str, int] = {}
 
     def on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return self.crop.on_device(batch)
+        """Finish `augment_on: gpu` views on the training device (identity otherwise)."""
+        return self.views.on_device_batch(batch)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
@@ -206,8 +224,7 @@ class VideoPairSampler(PairSampler):
                 f"pair sampler {self.name}: none of the {len(videos)} videos of "
                 f"{type(dataset).__name__} at {getattr(dataset, 'root', '(no root)')} gives a pair "
                 f"({self.why_none()})", self.fix_none())
-        views = CropViews([], self.params) if self.params.augment_on == "gpu" else None
-        return VideoPairs(videos, plan, self.crop.transform, views)
+        return VideoPairs(videos, plan, self.views)
 
     def why_none(self) -> str:
         return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in self._stats.items())
@@ -329,8 +346,8 @@ class GtTracks(VideoPairSampler):
 @hookimpl
 def register_pair_samplers(register: Register) -> None:
     register("video-frames", VideoFrames, params=VideoFramesParams,
-             summary="k uniformly spaced frames per video, two MoCo-v2 views of each (the paper's baseline)")
+             summary="k uniformly spaced frames per video, two views of each (the paper's baseline)")
     register("frame-temporal", FrameTemporal, params=FrameTemporalParams,
-             summary="frames i and i+k of a video (i mod k == 0), each MoCo-v2 augmented")
+             summary="frames i and i+k of a video (i mod k == 0), each augmented by `views`")
     register("gt-tracks", GtTracks, params=GtTracksParams,
-             summary="the annotated object's boxes in frames i and i+k, each MoCo-v2 augmented")
+             summary="the annotated object's boxes in frames i and i+k, each augmented by `views`")

@@ -131,7 +131,8 @@ def fit_and_score(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, cost: float,
 
 def svm_sweep(train_x: np.ndarray, train_t: np.ndarray, test_x: np.ndarray, test_t: np.ndarray,
               *, costs: Sequence[float] = DEFAULT_COSTS, folds: int = 3, n_jobs: int = 1,
-              seed: int = 0, progress: Any | None = None) -> dict[str, Any]:
+              seed: int = 0, progress: Any | None = None,
+              classes: Sequence[str] | None = None) -> dict[str, Any]:
     """The whole benchmark on features (rows L2-normalised here) and 1/-1/0 target matrices.
 
     Returns per-class AP (NaN where a class has no positive to train or test on), the
@@ -144,6 +145,7 @@ def svm_sweep(train_x: np.ndarray, train_t: np.ndarray, test_x: np.ndarray, test
     n_cls = train_t.shape[1]
     y = np.where(train_t == 1, 1, -1)  # difficult (0) count as negatives at training
     trainable = [c for c in range(n_cls) if 0 < (y[:, c] == 1).sum() < len(y)]
+    check_folds(y, trainable, folds, classes)
     task = progress.add_task("svm sweep", total=len(trainable) * (len(costs) + 1), info="") \
         if progress is not None else None
 
@@ -172,6 +174,26 @@ def svm_sweep(train_x: np.ndarray, train_t: np.ndarray, test_x: np.ndarray, test
         keep = test_t[:, c] != 0  # difficult excluded at test
         ap[c] = voc_ap(s[keep], test_t[keep, c] == 1)
     return {"ap": ap, "cv_ap": cv, "chosen_cost": chosen}
+
+
+def check_folds(y: np.ndarray, trainable: Sequence[int], folds: int,
+                classes: Sequence[str] | None = None) -> None:
+    """Refuse, before any fit, a class with fewer positives or negatives than folds: its
+    stratified folds cannot all hold both, every cross-validation AP is NaN, and the first
+    cost would be chosen silently."""
+    for c in trainable:
+        npos = int((y[:, c] == 1).sum())
+        nneg = len(y) - npos
+        if min(npos, nneg) < folds:
+            name = classes[c] if classes is not None else c
+            small = max(2, min(npos, nneg))
+            fix = (f"set the evaluator's `folds` to {small} or less, or " if min(npos, nneg) >= 2
+                   else "")
+            raise DataError(
+                f"voc07-svm: class {name!r} has {npos} positive(s) and {nneg} negative(s) in the "
+                f"train subset, fewer than folds={folds}: its cost cannot be cross-validated",
+                f"{fix}use a train subset with at least {folds} positives and {folds} negatives "
+                "for every class")
 
 
 class Voc07SvmParams(Params):
@@ -205,10 +227,18 @@ class Voc07Svm(Evaluator):
         train_x = features(p.train_subset, train_records, pre)
         test_x = features(p.test_subset, test_records, pre)
         sweep = svm_sweep(train_x, train_t, test_x, test_t, costs=p.costs, folds=p.folds,
-                          n_jobs=p.n_jobs, seed=p.seed, progress=progress)
+                          n_jobs=p.n_jobs, seed=p.seed, progress=progress, classes=classes)
         ap = sweep["ap"] * 100.0
         scored = [c for c in range(len(classes)) if np.isfinite(ap[c])]
         if not scored:
+            no_neg = [classes[c] for c in range(len(classes)) if (train_t[:, c] != 1).sum() == 0]
+            if no_neg:
+                raise DataError(
+                    f"voc07-svm: class {no_neg[0]!r} has no negative in the train subset "
+                    f"{p.train_subset!r} (every image is labelled with it): a one-vs-rest SVM "
+                    "needs images of at least two classes",
+                    "use a dataset with at least two classes (for cropped boxes: objects of "
+                    "two or more classes)")
             raise DataError("voc07-svm: no class has positives in both the train and test subsets",
                             "check the dataset's labels and subsets")
         details = {

@@ -12,11 +12,14 @@ record per annotated object (from the XMLs), cropped to its box, labelled with i
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ssl_core import DataError, Dataset, ImageRecord, Params, Register, hookimpl
+import numpy as np
+
+from ssl_core import DataError, Dataset, ImageRecord, Params, Register, check_boxes, hookimpl
 
 LIST_SUBSETS = ("trainval", "test", "train", "val")
 #: the paper's co-occurring pair (Table 2, footnote 2)
@@ -114,13 +117,19 @@ class VocLayout:
 
 
 def parse_objects(path: Path) -> list[dict[str, Any]]:
-    """Objects of a VOC XML: name, difficult, truncated and bndbox (1-based, inclusive)."""
+    """Objects of a VOC XML: name, difficult, truncated, bndbox (1-based, inclusive) and the
+    image's (width, height) from <size> ((0, 0) when the XML has none)."""
     try:
         tree = ET.parse(path)
     except ET.ParseError as exc:
         raise DataError(f"cannot parse VOC annotation {path}: {exc}",
                         "the file is truncated or not XML; re-extract it") from None
     out = []
+    try:
+        size = (int(tree.getroot().findtext("size/width") or 0),
+                int(tree.getroot().findtext("size/height") or 0))
+    except ValueError:
+        size = (0, 0)  # not known: boxes are then not clipped
     for k, obj in enumerate(tree.getroot().iter("object")):
         name = (obj.findtext("name") or "").strip()
         bnd = obj.find("bndbox")
@@ -131,10 +140,14 @@ def parse_objects(path: Path) -> list[dict[str, Any]]:
         except ValueError as exc:
             raise DataError(f"{path}: object {k} ({name or 'unnamed'}) has a bad bndbox ({exc})",
                             "a VOC object holds <bndbox> with numeric xmin, ymin, xmax, ymax") from None
-        out.append({"name": name, "box": box,
+        out.append({"name": name, "box": box, "image_size": size,
                     "difficult": (obj.findtext("difficult") or "0").strip() == "1",
                     "truncated": (obj.findtext("truncated") or "0").strip() == "1"})
     return out
+
+
+def _object_namer(xml: Path) -> Callable[[int], str]:
+    return lambda i: f"{xml}, object {i}"
 
 
 class Voc2007Params(Params):
@@ -225,29 +238,44 @@ class Voc2007CroppedBoxes(_VocDataset):
         listing = self.layout.main / f"{subset}.txt"
         listed_in = listing if listing.is_file() else self.layout.class_lists[subset][min(classes)]
         out: list[ImageRecord] = []
-        counts = {"difficult": 0, "other_class": 0, "empty_box": 0}
+        counts = {"difficult": 0, "other_class": 0, "bad_box": 0}
+        clipped = 0
         for image_id in self.layout.image_ids(subset):
             jpeg = self.layout.jpeg(image_id, listed_in)
-            for k, obj in enumerate(parse_objects(self.layout.xml(image_id, listed_in))):
-                x1, y1, x2, y2 = obj["box"]
+            xml = self.layout.xml(image_id, listed_in)
+            objects = parse_objects(xml)
+            # VOC boxes are 1-based and inclusive: pixels x1..x2 are (x1 - 1, x2) 0-based;
+            # checked as read: not finite, inverted or wholly outside the image are skipped
+            # (counted, never scored as black crops), partly outside clipped to the image
+            checked = check_boxes(
+                np.array([[o["box"][0] - 1, o["box"][1] - 1, o["box"][2], o["box"][3]]
+                          for o in objects], dtype=np.float64).reshape(-1, 4),
+                _object_namer(xml),
+                size=np.array([o["image_size"] for o in objects], dtype=np.float64).reshape(-1, 2),
+                on_bad="skip")
+            for k, obj in enumerate(objects):
                 if obj["name"] not in classes:
                     counts["other_class"] += 1
                 elif obj["difficult"] and not self.params.include_difficult:
                     counts["difficult"] += 1
-                elif not x2 >= x1 or not y2 >= y1:
-                    counts["empty_box"] += 1
+                elif checked.bad[k]:
+                    counts["bad_box"] += 1
                 else:
-                    # VOC boxes are 1-based and inclusive: pixels x1..x2 are (x1 - 1, x2) 0-based
+                    x1, y1, x2, y2 = (float(v) for v in checked.boxes[k])
+                    box = (x1, y1, x2, y2)
+                    clipped += box != (obj["box"][0] - 1, obj["box"][1] - 1, *obj["box"][2:])
                     out.append(ImageRecord(path=jpeg, label=obj["name"], group=f"{image_id}/{k}",
-                                           box=(x1 - 1, y1 - 1, x2, y2),
+                                           box=box,
                                            meta={"id": image_id, "object": k,
                                                  "difficult": obj["difficult"],
                                                  "truncated": obj["truncated"]}))
-        self.stats.update({f"{subset}_objects": len(out),
+        self.stats.update({f"{subset}_objects": len(out), f"{subset}_clipped_box": clipped,
                            **{f"{subset}_skipped_{k}": v for k, v in counts.items()}})
         if not out:
+            skipped = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
             raise DataError(f"voc2007-cropped-boxes subset {subset!r} at {self.layout.base} has no "
-                            "objects", "check Annotations/*.xml and the class lists")
+                            f"usable object (skipped: {skipped})",
+                            "check Annotations/*.xml and the class lists")
         return out
 
 

@@ -45,13 +45,19 @@ from ssl_core.interfaces import (
     ContrastiveObjective,
     Dataset,
     Encoder,
+    EvaluationResult,
+    Evaluator,
     ImageRecord,
+    InvarianceProbe,
     ObjectiveOutput,
     PairSampler,
+    Params,
+    ProbeItem,
+    ProbeSet,
 )
 from ssl_core.plugin.hookspecs import KIND_HOOKS
 from ssl_core.plugin.host import PluginHost
-from ssl_core.plugin.registry import Params, Registry
+from ssl_core.plugin.registry import Registry
 
 __all__ = [
     "ContractViolation",
@@ -59,6 +65,8 @@ __all__ = [
     "check_dataset",
     "check_encoder",
     "check_entry_point",
+    "check_evaluator",
+    "check_invariance_probe",
     "check_objective",
     "check_pair_sampler",
     "check_params_reject_unknown_keys",
@@ -272,6 +280,10 @@ def check_pair_sampler(sampler: PairSampler, dataset: Dataset, items: int = 2) -
         _require(item["query"].shape == item["key"].shape,
                  f"item {index}: query {tuple(item['query'].shape)} and key "
                  f"{tuple(item['key'].shape)} differ in shape")
+        shape = tuple(item["query"].shape)
+        _require(len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) > 3,
+                 f"item {index}: query has shape {shape}; a view is channels-first (C, H, W) "
+                 "with C = 3 (RGB), as torchvision's ToTensor gives")
         again = _seeded_item(pairs, index, seed=index, noise=2)
         for key in ("query", "key"):
             _require(torch.equal(item[key], again[key]),
@@ -292,6 +304,78 @@ def check_pair_sampler(sampler: PairSampler, dataset: Dataset, items: int = 2) -
         _require(bool(torch.isfinite(value).all()), f"batch[{key!r}] is not finite")
     _require(batch["query"].shape == batch["key"].shape,
              "after on_device, query and key differ in shape")
+
+
+def check_invariance_probe(probe: InvarianceProbe, dataset: Dataset,
+                           encoder: Encoder | None = None, top_k: Sequence[int] = (1,)) -> ProbeSet:
+    """`build(dataset)` gives the same trajectories every time, each trajectory within one
+    class, rows whose images exist and can be cropped, and at least one trajectory long
+    enough to score (3 rows); with `encoder`, the probe is measured end to end and gives a
+    finite RIS per K. Returns the probe set."""
+    from ssl_core.measure.estimates import top_key
+    from ssl_core.measure.features import extract_features
+    from ssl_core.measure.probing import measure
+
+    _require(isinstance(probe, InvarianceProbe), f"{probe!r} is not an ssl_core.InvarianceProbe")
+    name = type(probe).__name__
+    first = probe.build(dataset)
+    _require(isinstance(first, ProbeSet), f"{name}.build() returned {type(first).__name__}, "
+                                          "not an ssl_core.ProbeSet")
+    _require(len(first.items) > 0, f"{name}.build() found no probe items in {dataset!r}")
+    _require(all(isinstance(it, ProbeItem) for it in first.items),
+             f"{name}.build(): items must be ssl_core.ProbeItem")
+    h, w = first.image_size
+    _require(isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0,
+             f"{name}: image_size must be (height, width) in pixels, got {first.image_size!r}")
+    again = probe.build(dataset)
+    _require([(it.record, it.trajectory, it.label) for it in first.items]
+             == [(it.record, it.trajectory, it.label) for it in again.items],
+             f"{name}.build() gave other items or another order on a second call; sort them")
+    label_of: dict[str, str] = {}
+    rows: dict[str, int] = {}
+    for it in first.items:
+        _require(label_of.setdefault(it.trajectory, it.label) == it.label,
+                 f"{name}: trajectory {it.trajectory!r} spans two classes "
+                 f"({label_of[it.trajectory]!r} and {it.label!r}); RIS is computed per class")
+        rows[it.trajectory] = rows.get(it.trajectory, 0) + 1
+    _require(max(rows.values()) >= 3, f"{name}: no trajectory has the 3 rows RIS needs")
+    # every row's image loads and crops at the probe's size (what extraction will do)
+    sample = ProbeSet(first.probe, first.items[:4], first.image_size)
+    mean_colour = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    pixels = extract_features(mean_colour, sample, batch_size=4, device="cpu", progress=False)
+    _require(pixels.shape == (len(sample.items), 3) and bool(np.isfinite(pixels).all()),
+             f"{name}: the first rows' images did not load and crop to finite pixels")
+    if encoder is not None:
+        row, _ = measure(encoder, probe, first, top_k=top_k, cache=None, resamples=0)
+        for k in top_k:
+            value = row.get(top_key(k))
+            _require(isinstance(value, float) and math.isfinite(value),
+                     f"{name}: top-{k} RIS is {value!r}, not a finite number")
+    return first
+
+
+def check_evaluator(evaluator: Evaluator, dataset: Dataset, encoder: Encoder, *,
+                    test_dataset: Dataset | None = None) -> EvaluationResult:
+    """The evaluator runs end to end on `dataset` with `encoder`'s (real) features and gives
+    flat, finite, numeric metrics, the same ones on a second run (seed what you draw)."""
+    from ssl_core.measure.evaluation import evaluate
+
+    _require(isinstance(evaluator, Evaluator), f"{evaluator!r} is not an ssl_core.Evaluator")
+    name = type(evaluator).__name__
+    try:
+        row, _ = evaluate(encoder, evaluator, dataset, test_dataset=test_dataset, cache=None)
+    except ComponentError as err:  # what the core says of a malformed result
+        raise ContractViolation(f"{name}: {err}") from None
+    metrics = row["metrics"]
+    _require(metrics, f"{name}.evaluate() returned no metrics")
+    for key, value in metrics.items():
+        _require(isinstance(value, float) and math.isfinite(value),
+                 f"{name}: metric {key!r} is not a finite number (NaN and inf are stored as "
+                 f"{value!r})")
+    again, _ = evaluate(encoder, evaluator, dataset, test_dataset=test_dataset, cache=None)
+    _require(again["metrics"] == metrics, f"{name}: a second run gave other metrics "
+                                          f"({again['metrics']} vs {metrics}); seed what you draw")
+    return EvaluationResult(metrics, row["details"])
 
 
 def check_encoder(encoder: Encoder, image_size: int = 32, batch: int = 2) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,25 @@ def write_images(folder: Path, classes: dict[str, int], size: int = 24) -> Path:
             arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
             Image.fromarray(arr).save(folder / cls / f"{cls}_{i}.png")
     return folder
+
+
+def write_aloi_views(root: Path, objects: int = 3, views: int = 6, *, lamps: Sequence[int] = (),
+                     seed: int = 2) -> Path:
+    """Tiny ALOI subsets in their native layout: `views` turntable views 5 degrees apart
+    (`aloi_red2_view/{obj}/{obj}_r{angle}.png`) and, with `lamps`, colour temperatures
+    (`aloi_red2_col/{obj}/{obj}_i{lamp}.png`), of random 16 x 16 pixels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for obj in range(1, objects + 1):
+        names = [("aloi_red2_view", f"{obj}_r{v * 5}.png") for v in range(views)]
+        names += [("aloi_red2_col", f"{obj}_i{lamp}.png") for lamp in lamps]
+        for subset, name in names:
+            path = root / subset / str(obj) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
+    return root
 
 
 def oracle_ris(feat, trajectories, classes=None, top_k=(10, 25)):
@@ -97,6 +117,27 @@ models:
       batch_size: {batch_size}
       num_workers: 0
 """
+
+
+def tiny_train_recipe(name: str, root: Path, *, batch_size: int = 8, train: dict | None = None,
+                      sampler: dict | None = None, objective: dict | None = None,
+                      **top: object) -> str:
+    """TINY_TRAIN_RECIPE with its model's `train`, `pair_sampler` and `objective` keys
+    updated and top-level keys (`seeds`, `probes`, `world`, ...) added: the one recipe the
+    training tests vary instead of retyping it."""
+    import yaml
+
+    doc = yaml.safe_load(TINY_TRAIN_RECIPE.format(name=name, root=root, batch_size=batch_size))
+    t = doc["models"]["m"]["train"]
+    t.update(train or {})
+    t["pair_sampler"].update(sampler or {})
+    t["objective"].update(objective or {})
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key].update(value)
+        else:
+            doc[key] = value
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def assert_user_error(result, *needles: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from helpers import assert_user_error, require_plugins
 from videokit import truncate, write_mp4, write_trackingnet
 
-PLUGINS = ("trackingnet", "video-folder", "video-pairs", "resnet", "moco-queue")
+PLUGINS = ("trackingnet", "video-folder", "video-pairs", "aggressive-crop", "resnet", "moco-queue")
 
 RECIPE = """\
 name: video-shapes
@@ -23,13 +23,13 @@ datasets:
 models:
   temporal-tn:
     encoder: {{type: resnet18, small_input: true}}
-    train: {{dataset: tn, pair_sampler: {{type: frame-temporal, gap: 3, size: 16}}, {common}}}
+    train: {{dataset: tn, pair_sampler: {{type: frame-temporal, gap: 3, views: {{type: aggressive-crop, size: 16}}}}, {common}}}
   tracks-tn:
     encoder: {{type: resnet18, small_input: true}}
-    train: {{dataset: tn, pair_sampler: {{type: gt-tracks, gap: 3, size: 16}}, {common}}}
+    train: {{dataset: tn, pair_sampler: {{type: gt-tracks, gap: 3, views: {{type: aggressive-crop, size: 16}}}}, {common}}}
   temporal-clips:
     encoder: {{type: resnet18, small_input: true}}
-    train: {{dataset: clips, pair_sampler: {{type: frame-temporal, gap: 3, size: 16}}, {common}}}
+    train: {{dataset: clips, pair_sampler: {{type: frame-temporal, gap: 3, views: {{type: aggressive-crop, size: 16}}}}, {common}}}
 """
 COMMON = ("objective: {type: moco-queue, queue_size: 16, dim: 8}, epochs: 1, batch_size: 2, "
           "max_steps: 2, num_workers: 0")

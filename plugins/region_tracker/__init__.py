@@ -1,11 +1,17 @@
 """Pair-sampler `selective-search-tracker`: regions tracked without labels (paper sec. 5).
 
 Each sampled frame of each video (frames 0, delta, 2*delta, ...) is divided into R regions
-by selective search; the regions get layer3 ROI-pooled features from a frozen encoder (the
+by selective search (filtered to object-like ones: size, aspect, colour contrast with their
+surroundings); the regions get layer3 ROI-pooled features from a frozen encoder (the
 recipe's `sampler_encoder`, the paper's baseline MoCo trained on video frames), and each is
 matched to its nearest region `delta` frames later, recursively, cutting a track where the
-distance passes `threshold`. Tracked region pairs and their two frames are the positives,
-for the `region-moco` objective (frame-level and region-level losses).
+distance passes the video's threshold (a quantile of its match distances). Items are
+frame-temporal's pairs (i, i + k), i mod k == 0 (k = `gap`), with the regions tracked from
+frame i to frame i + k through the k / delta steps between as the region pairs: the
+positives of the `region-moco` objective (frame-level and region-level losses).
+
+`gt-region-tracks` gives the same items with the annotated boxes as the region pairs (the
+paper's Ground Truth Tracks model: "annotated tracks rather than unsupervised tracks").
 
 Tracks are computed once per (video file, encoder weights, tracking parameters) and cached
 under `<cache>/tracks/`. Modules: `proposals` (selective search, filtering), `features`
@@ -26,7 +32,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from ssl_core import (
     ComponentError,
@@ -37,37 +42,52 @@ from ssl_core import (
     Register,
     VideoDataset,
     VideoRecord,
+    ViewAugmentation,
+    barrier,
     cache_dir,
+    create_component,
     hookimpl,
     progress_bar,
     read_frames,
     resolve_device,
+    world_size,
 )
+from ssl_core import rank as this_rank
 from sslc_plugins.region_tracker.features import RegionFeatures
-from sslc_plugins.region_tracker.params import TRACKING_FIELDS, SelectiveSearchTrackerParams
-from sslc_plugins.region_tracker.proposals import filter_regions, selective_search
+from sslc_plugins.region_tracker.params import (
+    TRACKING_FIELDS,
+    GtRegionTracksParams,
+    RegionPairParams,
+    SelectiveSearchTrackerParams,
+)
+from sslc_plugins.region_tracker.proposals import color_contrast, filter_regions, selective_search
 from sslc_plugins.region_tracker.tracking import (
     CACHE_VERSION,
     VideoTracks,
-    link_frames,
+    nearest_regions,
     read_cached,
     track_quality,
+    video_threshold,
     write_cached,
 )
-from sslc_plugins.region_tracker.views import TrackPairs
+from sslc_plugins.region_tracker.views import RegionPair, TrackPairs
 
-__all__ = ["SelectiveSearchTracker", "SelectiveSearchTrackerParams", "TrackPairs", "VideoTracks"]
-
-
-def _search(job: tuple[np.ndarray, int, int, int, float]) -> np.ndarray:
-    """selective_search on one (frame, max_side, base_k, inc_k, sigma): a picklable job."""
-    return selective_search(*job)
+__all__ = ["GtRegionTracks", "GtRegionTracksParams", "RegionPair", "RegionPairParams",
+           "SelectiveSearchTracker",
+           "SelectiveSearchTrackerParams", "TrackPairs", "VideoTracks", "temporal_starts"]
 
 
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def temporal_starts(num_frames: int, gap: int) -> list[int]:
+    """frame-temporal's start frames: i with i mod k == 0 and i + k < T (pairs (i, i + k))."""
+    return list(range(0, num_frames - gap, gap))
+
+
+def _search(job: tuple[np.ndarray, int, int, int, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """selective_search on one (frame, max_side, base_k, inc_k, sigma, ring), and each box's
+    colour contrast with its ring: a picklable job."""
+    frame, side, base_k, inc_k, sigma, ring = job
+    boxes = selective_search(frame, side, base_k, inc_k, sigma)
+    return boxes, color_contrast(frame, boxes, ring, side)
 
 
 def video_identity(video: VideoRecord) -> dict[str, Any]:
@@ -92,6 +112,8 @@ class SelectiveSearchTracker(PairSampler):
 
     def __init__(self, params: SelectiveSearchTrackerParams) -> None:
         self.params = params
+        self.views: ViewAugmentation = create_component(
+            "view-augmentation", params.views, where="selective-search-tracker: views")
         self._encoder: Encoder | None = None
         self.encoder_id: str | None = None
         #: work done by the last `pairs()`: what a cache hit saves is visible here
@@ -134,22 +156,25 @@ class SelectiveSearchTracker(PairSampler):
     def _regions(self, chunk: np.ndarray, pool: Executor | None) -> list[np.ndarray]:
         """Selective search on each frame (in `pool`'s processes when given), then filtered."""
         p = self.params
-        jobs = [(frame, p.search_side, p.search_k, p.search_k, p.search_sigma) for frame in chunk]
+        jobs = [(frame, p.search_side, p.search_k, p.search_k, p.search_sigma, p.contrast_ring)
+                for frame in chunk]
         found = list(pool.map(_search, jobs)) if pool is not None else [_search(j) for j in jobs]
         self.searched_frames += len(chunk)
         return [filter_regions(boxes, frame.shape[:2], p.num_regions, min_area=p.min_area,
                                max_area=p.max_area, max_aspect=p.max_aspect, nms_iou=p.nms_iou,
-                               order=p.order) for boxes, frame in zip(found, chunk, strict=True)]
+                               order=p.order, contrast=contrast, min_contrast=p.min_contrast)
+                for (boxes, contrast), frame in zip(found, chunk, strict=True)]
 
     def track_video(self, video: VideoRecord, features: RegionFeatures,
                     pool: Executor | None = None) -> VideoTracks:
-        """Selective search on each sampled frame, region features, links between neighbours."""
+        """Selective search on each sampled frame, region features, links between neighbours
+        (cut at the video's threshold)."""
         p = self.params
         frames = list(range(0, video.num_frames, p.delta))
         if p.max_frames:
             frames = frames[:p.max_frames]
         boxes: list[np.ndarray] = []
-        links: list[np.ndarray] = []
+        nearest: list[np.ndarray] = []
         distances: list[np.ndarray] = []
         previous: np.ndarray | None = None
         for start in range(0, len(frames), p.batch_frames):
@@ -160,12 +185,15 @@ class SelectiveSearchTracker(PairSampler):
             self.encoder_forwards += features.forwards - before
             for vec in vectors:
                 if previous is not None:
-                    link, dist = link_frames(previous, vec, p.threshold)
-                    links.append(link)
+                    near, dist = nearest_regions(previous, vec)
+                    nearest.append(near)
                     distances.append(dist)
                 previous = vec
             boxes += chunk_boxes
-        return VideoTracks(frames, boxes, links, distances)
+        cut = video_threshold(distances, p.threshold, p.threshold_quantile)
+        links = [np.where(d <= cut, n, -1).astype(np.int64)
+                 for n, d in zip(nearest, distances, strict=True)]
+        return VideoTracks(frames, boxes, links, distances, cut)
 
     def _load_or_track(self, videos: list[VideoRecord], mine: list[int]
                        ) -> tuple[dict[int, VideoTracks], dict[int, VideoTracks]]:
@@ -224,10 +252,10 @@ class SelectiveSearchTracker(PairSampler):
                             f"{getattr(dataset, 'root', '(no root)')} has no videos in subset "
                             f"{p.subset or '(default)'}", "check the dataset root and `subset`")
         # under torchrun each rank tracks its share, then every rank reads all from the cache
-        rank, world = _rank_world()
+        rank, world = this_rank(), world_size()
         fresh, cached = self._load_or_track(videos, list(range(rank, len(videos), world)))
         if world > 1:  # the others' shares, from the cache (tracked here if it is not shared)
-            dist.barrier()
+            barrier()
             others = [i for i in range(len(videos)) if i % world != rank]
             more_fresh, more_cached = self._load_or_track(videos, others)
             fresh.update(more_fresh)
@@ -243,16 +271,34 @@ class SelectiveSearchTracker(PairSampler):
                 gt_videos += 1
                 for name, value in track_quality(found, video.tracks).items():
                     quality[name] += value
-        result = TrackPairs(videos, tracks, p)
+        result = TrackPairs(videos, self.items(tracks), p, self.views)
         self._stats = self._summarise(tracks, result, len(videos) - len(fresh), quality,
                                       gt_videos)
-        if not len(result):
+        if not result.region_pairs():
             raise DataError(
-                f"selective-search-tracker found no region tracks in {len(videos)} video(s) "
-                f"(threshold {p.threshold}, delta {p.delta})",
-                "raise `threshold`, lower `delta`, or loosen the region filters "
-                "(min_area, max_area, max_aspect)")
+                f"selective-search-tracker found no region tracked from frame i to i + {p.gap} "
+                f"in {len(videos)} video(s) (delta {p.delta}, threshold {p.threshold}, "
+                f"threshold_quantile {p.threshold_quantile})",
+                "raise `threshold_quantile`, lower `gap` or `delta`, or loosen the region "
+                "filters (min_area, max_area, max_aspect, min_contrast)")
         return result
+
+    def items(self, tracks: list[VideoTracks]) -> list[RegionPair]:
+        """frame-temporal's pairs (i, i + gap), i mod gap == 0, each with the regions tracked
+        from frame i to frame i + gap through gap / delta links (none: the frame pair alone,
+        so the item count equals frame-temporal's)."""
+        p = self.params
+        steps = p.gap // p.delta
+        out = []
+        for v, tr in enumerate(tracks):
+            index = {f: t for t, f in enumerate(tr.frames)}
+            last = tr.frames[-1] if tr.frames else -1
+            for i in temporal_starts(last + 1, p.gap):
+                t = index[i]
+                pairs = np.asarray(tr.follow(t, steps), dtype=np.int64).reshape(-1, 2)
+                out.append(RegionPair(v, i, i + p.gap, tr.boxes[t][pairs[:, 0]],
+                                      tr.boxes[t + steps][pairs[:, 1]]))
+        return out
 
     def _summarise(self, tracks: list[VideoTracks], result: TrackPairs, cached: int,
                    quality: dict[str, int], gt_videos: int) -> dict[str, Any]:
@@ -269,7 +315,11 @@ class SelectiveSearchTracker(PairSampler):
             "regions": int(sum(len(b) for tr in tracks for b in tr.boxes)),
             "tracks": len(chains),
             "mean_track_length": float(np.mean([len(c) for c in chains])) if chains else 0.0,
-            "items": len(result), "region_pairs": result.region_pairs(),
+            "items": len(result), "items_with_regions": result.items_with_regions(),
+            "region_pairs": result.region_pairs(),
+            "thresholds": ({f"p{q}": round(float(np.percentile(cuts, q)), 5) for q in (10, 50, 90)}
+                           if (cuts := [tr.threshold for tr in tracks
+                                        if tr.threshold is not None]) else {}),
             "match_distance": quantiles,
             "gt_videos": gt_videos, **quality,
             "track_precision": None, "track_recall": None, "link_accuracy": None,
@@ -288,9 +338,79 @@ class SelectiveSearchTracker(PairSampler):
         return dict(self._stats)
 
 
+class GtRegionTracks(PairSampler):
+    """The Ground Truth Tracks model's pairs: frame-temporal's (i, i + k) with the annotated
+    objects' boxes in both frames as the region pairs (the region tracker with annotated
+    instead of unsupervised tracks)."""
+
+    def __init__(self, params: GtRegionTracksParams) -> None:
+        self.params = params
+        self.views: ViewAugmentation = create_component(
+            "view-augmentation", params.views, where="gt-region-tracks: views")
+        self._stats: dict[str, Any] = {}
+
+    def region_boxes(self, video: VideoRecord, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """The annotated boxes present (and at least `min_box_size`) in frames a and b."""
+        p = self.params
+        if p.tracks == "main":
+            if video.main_track is None or video.main_track not in video.tracks:
+                raise DataError(f"gt-region-tracks: video {video.name} ({video.source}) has "
+                                f"{len(video.tracks)} tracks but no main (annotated) track",
+                                "set `tracks: all` on the sampler to use every track")
+            ids = [video.main_track]
+        else:
+            ids = sorted(video.tracks)
+        qa, kb = [], []
+        for tid in ids:
+            track = video.tracks[tid].boxes
+            if b >= len(track) or np.isnan(track[[a, b]]).any():
+                continue
+            sides = track[[a, b], 2:] - track[[a, b], :2]
+            if sides.min() < max(p.min_box_size, 1e-3):
+                continue
+            qa.append(track[a])
+            kb.append(track[b])
+        return (np.asarray(qa, dtype=np.float32).reshape(-1, 4),
+                np.asarray(kb, dtype=np.float32).reshape(-1, 4))
+
+    def pairs(self, dataset: Dataset) -> TrackPairs:
+        p = self.params
+        if not isinstance(dataset, VideoDataset):
+            raise DataError(f"gt-region-tracks pairs frames of videos; dataset "
+                            f"{type(dataset).__name__} has none",
+                            "train on a video dataset with annotated tracks (trackingnet, "
+                            "got10k, video-folder with *.tracks.json sidecars)")
+        videos = dataset.videos(p.subset)
+        items: list[RegionPair] = []
+        for v, video in enumerate(videos):
+            if not video.tracks:
+                raise DataError(f"gt-region-tracks: video {video.name} ({video.source}) has no "
+                                "annotated tracks",
+                                "use videos with annotated boxes (trackingnet anno/*.txt, got10k "
+                                "groundtruth.txt, *.tracks.json sidecars), or "
+                                "selective-search-tracker for unannotated ones")
+            for i in temporal_starts(video.num_frames, p.gap):
+                items.append(RegionPair(v, i, i + p.gap, *self.region_boxes(video, i, i + p.gap)))
+        result = TrackPairs(videos, items, p, self.views)
+        self._stats = {"videos": len(videos), "items": len(result),
+                       "items_with_regions": result.items_with_regions(),
+                       "region_pairs": result.region_pairs(), "gap": p.gap, "tracks": p.tracks}
+        if not result.region_pairs():
+            raise DataError(f"gt-region-tracks: no annotated box is present in both frames of "
+                            f"any pair (i, i + {p.gap}) of the {len(videos)} video(s)",
+                            "lower `gap` or `min_box_size`")
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._stats)
+
+
 @hookimpl
 def register_pair_samplers(register: Register) -> None:
     register("selective-search-tracker", SelectiveSearchTracker,
              params=SelectiveSearchTrackerParams,
              summary="regions proposed by selective search, tracked by layer3 ROI features of a "
                      "frozen encoder; frame and region pairs (paper sec. 5)")
+    register("gt-region-tracks", GtRegionTracks, params=GtRegionTracksParams,
+             summary="frames i and i+k with the annotated boxes as region pairs (the paper's "
+                     "Ground Truth Tracks model, for region-moco)")

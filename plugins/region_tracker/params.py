@@ -1,42 +1,86 @@
-"""Parameters of the `selective-search-tracker` pair sampler."""
+"""Parameters of the `selective-search-tracker` and `gt-region-tracks` pair samplers."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from sslc_plugins.aggressive_crop import AggressiveCropParams
+from ssl_core import Params, component_field
 
 #: the parameters that change the tracks (and so the cache key); the rest shape the views
-TRACKING_FIELDS = ("delta", "threshold", "num_regions", "min_area", "max_area", "max_aspect",
-                   "nms_iou", "order", "search_side", "search_k", "search_sigma",
-                   "feature_size", "roi_op", "roi_output", "max_frames")
+TRACKING_FIELDS = ("delta", "threshold", "threshold_quantile", "num_regions", "min_area",
+                   "max_area", "max_aspect", "min_contrast", "contrast_ring", "nms_iou", "order",
+                   "search_side", "search_k", "search_sigma", "feature_size", "roi_op",
+                   "roi_output", "max_frames")
+
+#: k, the frames between a pair's two frames: frame-temporal's default (its DEFAULT_GAP, 100
+#: frames at TrackingNet's 30 fps), so that the tracker's pairs and frame-temporal's are the
+#: same (i, i + k), i mod k == 0, and as many (a test checks the two stay equal)
+DEFAULT_GAP = 100
 
 
-class SelectiveSearchTrackerParams(AggressiveCropParams):
-    """Region tracking (paper sec. 5); the MoCo-v2 views of the tracked pairs take
-    aggressive-crop's parameters (size, scale, ratio, jitter, grayscale, blur, flip, ...)."""
+#: the view augmentation of the tracked pairs unless the recipe names another
+DEFAULT_VIEWS = {"type": "aggressive-crop"}
+
+
+class RegionPairParams(Params):
+    """What the region-pair samplers share: which frame pairs (frame-temporal's rule), how
+    many region rows an item has, and how a frame becomes a view."""
+
+    gap: int = Field(DEFAULT_GAP, ge=1, description="k: pairs are frames (i, i + k) with "
+                     "i mod k == 0 and i + k < T, frame-temporal's rule (and default)")
+    num_regions: int = Field(4, ge=1, description="R: regions kept per frame (also the box "
+                             "rows of every item)")
+    subset: str | None = Field(None, description="the dataset subset whose videos are read")
+    # -- views ---------------------------------------------------------------------------
+    views: dict[str, Any] = component_field(
+        "view-augmentation", DEFAULT_VIEWS,
+        "the view augmentation of each frame, `{type: <name>, ...}` (its crop is drawn to keep "
+        "a region in view); default aggressive-crop's MoCo-v2 pipeline (size 224); "
+        "augment_on must stay cpu")
+    min_visible: float = Field(0.3, gt=0.0, le=1.0, description="a region counts in a view when "
+                               "this fraction of its area is inside the crop")
+    crop_tries: int = Field(10, ge=1, description="crops drawn until one shows a region "
+                            "(else the whole frame)")
+
+    @model_validator(mode="after")
+    def _check_views(self) -> RegionPairParams:
+        if self.views.get("augment_on", "cpu") != "cpu":
+            raise ValueError("views.augment_on: gpu is not supported: the views move the region "
+                             "boxes with the pixels on the CPU")
+        return self
+
+
+class SelectiveSearchTrackerParams(RegionPairParams):
+    """Region tracking (paper sec. 5) and the views of the tracked pairs: a view augmentation
+    the tracker composes (`views`), whose crop it draws so that a tracked region stays in view."""
 
     # -- tracking ------------------------------------------------------------------------
     delta: int = Field(10, ge=1, description="frames between matched frames (the paper's Delta): "
-                       "frames 0, delta, 2*delta, ... are tracked and paired")
+                       "frames 0, delta, 2*delta, ... are tracked; `gap` must be a multiple")
     threshold: float = Field(0.3, gt=0.0, le=2.0, description="largest cosine distance "
-                             "(1 - cos) of a match; a track is cut where its nearest region is "
-                             "farther")
-    num_regions: int = Field(16, ge=1, description="R: regions kept per frame (also the box "
-                             "rows of every item)")
+                             "(1 - cos) of a match, whatever the quantile gives")
+    threshold_quantile: float | None = Field(
+        0.7, gt=0.0, le=1.0, description="per video, a match is kept when its distance is at "
+        "most this quantile of the video's nearest-match distances (and `threshold`); null: "
+        "`threshold` alone")
     min_area: float = Field(0.01, ge=0.0, le=1.0, description="smallest region, as a fraction "
                             "of the frame's area")
-    max_area: float = Field(0.5, gt=0.0, le=1.0, description="largest region, as a fraction of "
+    max_area: float = Field(0.2, gt=0.0, le=1.0, description="largest region, as a fraction of "
                             "the frame's area")
-    max_aspect: float = Field(4.0, ge=1.0, description="largest long side / short side of a "
+    max_aspect: float = Field(3.0, ge=1.0, description="largest long side / short side of a "
                               "region")
-    nms_iou: float = Field(0.7, gt=0.0, le=1.0, description="of two proposals overlapping by "
+    min_contrast: float = Field(0.4, ge=0.0, le=1.0, description="objectness cue: smallest "
+                                "chi-square distance between the colour histograms of a region "
+                                "and of the ring around it")
+    contrast_ring: float = Field(0.5, gt=0.0, description="the ring of the contrast cue: the "
+                                 "region grown by this fraction of its width and height per side")
+    nms_iou: float = Field(0.5, gt=0.0, le=1.0, description="of two proposals overlapping by "
                            "more IoU, the lower-ranked is dropped")
-    order: Literal["proposal", "largest"] = Field(
-        "proposal", description="which R regions to keep after filtering: selective search's "
-        "own ranking, or the largest")
+    order: Literal["proposal", "largest", "contrast"] = Field(
+        "largest", description="which R regions to keep after filtering: selective search's "
+        "own ranking, the largest, or the most contrasted")
     search_side: int = Field(256, ge=16, description="frames are searched with their longer side "
                              "at most this (boxes scaled back)")
     search_k: int = Field(150, ge=1, description="selective search fast mode: base_k and inc_k of "
@@ -56,19 +100,25 @@ class SelectiveSearchTrackerParams(AggressiveCropParams):
                          "(0: in this process)")
     device: str = Field("auto", description="where the tracking encoder runs: auto (CUDA when "
                         "available), cpu, cuda, cuda:1 ...")
-    max_gap: int = Field(1, ge=1, description="pairs join frames 1..max_gap steps of delta apart "
-                         "along a track")
-    # -- views (besides aggressive-crop's) ------------------------------------------------
-    min_visible: float = Field(0.3, gt=0.0, le=1.0, description="a region counts in a view when "
-                               "this fraction of its area is inside the crop")
-    crop_tries: int = Field(10, ge=1, description="crops drawn until one shows a tracked region "
-                            "(else the whole frame)")
 
     @model_validator(mode="after")
     def _check_tracker(self) -> SelectiveSearchTrackerParams:
         if self.min_area >= self.max_area:
             raise ValueError(f"min_area ({self.min_area}) must be below max_area ({self.max_area})")
-        if self.augment_on != "cpu":
-            raise ValueError("augment_on: gpu is not supported: the views move the region boxes "
-                             "with the pixels on the CPU")
+        if self.gap % self.delta:
+            raise ValueError(f"gap ({self.gap}) must be a multiple of delta ({self.delta}): a "
+                             f"pair's regions are tracked through gap / delta steps of delta "
+                             f"frames (e.g. delta {self.delta}, gap "
+                             f"{max(1, round(self.gap / self.delta)) * self.delta})")
         return self
+
+
+class GtRegionTracksParams(RegionPairParams):
+    """The annotated tracks as the regions: which tracks, and how small a box may be."""
+
+    tracks: Literal["main", "all"] = Field(
+        "all", description="main: the dataset's annotated (tracked) object only; all: every "
+        "annotated track")
+    min_box_size: float = Field(
+        4.0, ge=0.0, description="a box narrower or shorter than this (pixels) in either frame "
+        "is not a region pair")

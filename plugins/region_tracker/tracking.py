@@ -2,7 +2,9 @@
 
 Tracking (the paper's sec. 5): every region of sampled frame t is matched to the region of
 frame t+1 (the next sampled frame, `delta` video frames later) at the smallest feature
-distance d = 1 - cos; the link is kept when d <= `threshold`. Following links recursively
+distance d = 1 - cos; the link is kept when d is at most the video's threshold: the
+`threshold_quantile` quantile of all its regions' nearest distances, capped by `threshold`
+(`video_threshold`). Following links recursively
 (the matched region is the query of the next step) gives tracks; a track ends where its
 last region's nearest neighbour is farther than the threshold. Several regions may link to
 the same one (tracks merge); each region has at most one link forward.
@@ -22,7 +24,7 @@ from ssl_core import Track, write_json
 from sslc_plugins.region_tracker.proposals import box_iou
 
 #: bump when the cached layout or the tracking rule changes: old caches are then ignored
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def link_frames(feat_a: np.ndarray, feat_b: np.ndarray, threshold: float
@@ -37,6 +39,29 @@ def link_frames(feat_a: np.ndarray, feat_b: np.ndarray, threshold: float
     return np.where(best <= threshold, nearest, -1).astype(np.int64), best
 
 
+def nearest_regions(feat_a: np.ndarray, feat_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each L2-normalised row of `feat_a`, its nearest row of `feat_b` (cosine distance)
+    and that distance (-1 and inf when `feat_b` is empty)."""
+    if not len(feat_a) or not len(feat_b):
+        return np.full(len(feat_a), -1, dtype=np.int64), np.full(len(feat_a), np.inf)
+    dist = 1.0 - feat_a.astype(np.float64) @ feat_b.astype(np.float64).T
+    nearest = dist.argmin(axis=1)
+    return nearest.astype(np.int64), dist[np.arange(len(feat_a)), nearest]
+
+
+def video_threshold(distances: list[np.ndarray], threshold: float,
+                    quantile: float | None) -> float:
+    """The largest match distance kept in one video: `threshold`, lowered to the `quantile`
+    of the video's finite nearest-match distances when a quantile is given. Distances
+    depend on the encoder (a random-init ResNet's are all tiny, a trained one's spread
+    out), so a fixed threshold cuts everything on one and nothing on another; a quantile
+    keeps the same share of the most confident matches whatever the encoder."""
+    finite = np.concatenate([d[np.isfinite(d)] for d in distances] or [np.zeros(0)])
+    if quantile is None or not len(finite):
+        return float(threshold)
+    return float(min(threshold, np.quantile(finite, quantile)))
+
+
 @dataclass
 class VideoTracks:
     """One video's tracking: the sampled frames, their regions and the links between them.
@@ -44,12 +69,13 @@ class VideoTracks:
     `boxes[t]` (R_t, 4) are frame-pixel boxes of sampled frame `frames[t]`; `links[t][r]` is
     the region of frame t+1 that region r of frame t matched, or -1 (len(links) =
     len(frames) - 1); `distances[t][r]` is the distance to its nearest region (linked or
-    not: what a `threshold` is chosen from)."""
+    not: what a `threshold` is chosen from); `threshold` the distance the links were cut at."""
 
     frames: list[int]
     boxes: list[np.ndarray]
     links: list[np.ndarray]
     distances: list[np.ndarray] | None = None
+    threshold: float | None = None
 
     def follow(self, t: int, steps: int) -> list[tuple[int, int]]:
         """(region in frame t, region in frame t+steps) for every track from t that lasts
@@ -96,7 +122,7 @@ class VideoTracks:
         return {"frames": self.frames, "boxes": [np.round(b, 2).tolist() for b in self.boxes],
                 "links": [link.tolist() for link in self.links],
                 "distances": [[round(float(d), 5) if np.isfinite(d) else None for d in row]
-                              for row in distances]}
+                              for row in distances], "threshold": self.threshold}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> VideoTracks:
@@ -107,7 +133,9 @@ class VideoTracks:
                      for row in doc.get("distances", [])] or None
         if len(boxes) != len(frames) or len(links) != max(0, len(frames) - 1):
             raise ValueError("frames, boxes and links disagree in length")
-        return cls(frames, boxes, links, distances)
+        threshold = doc.get("threshold")
+        return cls(frames, boxes, links, distances,
+                   None if threshold is None else float(threshold))
 
 
 def read_cached(path: Path, key: str) -> VideoTracks | None:

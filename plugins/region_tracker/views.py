@@ -1,12 +1,11 @@
 """MoCo-v2 views of two frames that move the tracked region boxes with the pixels.
 
-Each item is a frame pair (frame t, frame t + j*delta) of one video with the tracked
-regions linking them. Each frame is augmented as aggressive-crop does (RandomResizedCrop,
-ColorJitter p 0.8, grayscale p 0.2, PIL blur p 0.5, horizontal flip, ImageNet
-normalisation, in that order and with the same draws from torch's RNG), except that the
-crop must keep a tracked region in view: crops are drawn (torchvision's RandomResizedCrop
-rule) until one holds at least `min_visible` of some region's area, up to `crop_tries`
-times, and the whole frame is used when none does. The key frame's crop must show a region
+Each item is a frame pair (frame i, frame i + k) of one video with the region pairs
+linking them (tracked regions, or annotated boxes for `gt-region-tracks`). Each frame goes through the composed view augmentation (`views`,
+aggressive-crop's MoCo-v2 pipeline by default), except that the crop must keep a tracked
+region in view: crops are drawn (`ViewAugmentation.draw_crop`, RandomResizedCrop's rule
+for aggressive-crop) until one holds at least `min_visible` of some region's area, up to
+`crop_tries` times, and the whole frame is used when none does; `finish` does the rest. The key frame's crop must show a region
 whose query box is in view. The boxes follow the geometric steps exactly (clipped to the
 crop, scaled to the view, mirrored with a flip); a region pair is valid when its box keeps
 `min_visible` of its area in both views.
@@ -15,21 +14,15 @@ crop, scaled to the view, mirrored with a flip); a region pair is valid when its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision import transforms
-from torchvision.transforms import functional as TF
 
-from ssl_core import VideoRecord, read_frames
-from sslc_plugins.aggressive_crop import GaussianBlur, ToNormalizedTensor
-from sslc_plugins.region_tracker.params import SelectiveSearchTrackerParams
-from sslc_plugins.region_tracker.tracking import VideoTracks
-
-Crop = tuple[int, int, int, int]  # top, left, height, width
+from ssl_core import Crop, VideoRecord, ViewAugmentation, create_component, read_frames
+from sslc_plugins.region_tracker.params import RegionPairParams
 
 
 def visible_fraction(boxes: np.ndarray, crop: Crop) -> np.ndarray:
@@ -53,23 +46,18 @@ def boxes_in_view(boxes: np.ndarray, crop: Crop, size: int, flip: bool) -> np.nd
 
 
 class BoxViews:
-    """The MoCo-v2 pipeline of aggressive-crop with a region-aware crop and box bookkeeping."""
+    """A view augmentation with a region-aware crop and box bookkeeping."""
 
-    def __init__(self, p: SelectiveSearchTrackerParams) -> None:
+    def __init__(self, p: RegionPairParams, views: ViewAugmentation) -> None:
         self.p = p
-        self.jitter = transforms.RandomApply(
-            [transforms.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue)], p=p.jitter_p)
-        self.gray = transforms.RandomGrayscale(p=p.grayscale_p)
-        self.blur = transforms.RandomApply([GaussianBlur(p.blur_sigma)], p=p.blur_p)
-        self.to_tensor = ToNormalizedTensor(p.mean, p.std)
+        self.views = views
 
     def draw_crop(self, img: Image.Image, boxes: np.ndarray) -> Crop:
-        """A RandomResizedCrop that shows `min_visible` of some box (or the whole frame)."""
+        """A crop of the augmentation's rule that shows `min_visible` of some box (or the
+        whole frame)."""
         p = self.p
         for _ in range(p.crop_tries):
-            top, left, h, w = transforms.RandomResizedCrop.get_params(img, list(p.scale),
-                                                                      list(p.ratio))
-            crop = (int(top), int(left), int(h), int(w))
+            crop = self.views.draw_crop(img)
             if not len(boxes) or (visible_fraction(boxes, crop) >= p.min_visible).any():
                 return crop
         return 0, 0, img.height, img.width
@@ -78,60 +66,61 @@ class BoxViews:
                  ) -> tuple[Tensor, np.ndarray, np.ndarray]:
         """(view, boxes in the view, which boxes keep `min_visible` of their area); the crop is
         drawn to show one of `boxes[must_show]`."""
-        p = self.p
         crop = self.draw_crop(img, boxes[must_show])
-        visible = visible_fraction(boxes, crop) >= p.min_visible
-        top, left, h, w = crop
-        view = TF.resized_crop(img, top, left, h, w, [p.size, p.size],
-                               transforms.InterpolationMode.BILINEAR, antialias=True)
-        view = self.blur(self.gray(self.jitter(view)))
-        flip = bool(torch.rand(1) < p.flip_p)  # RandomHorizontalFlip's draw
-        if flip:
-            view = TF.hflip(view)
-        return self.to_tensor(view), boxes_in_view(boxes, crop, p.size, flip), visible
+        visible = visible_fraction(boxes, crop) >= self.p.min_visible
+        view, flip = self.views.finish(img, crop)
+        return view, boxes_in_view(boxes, crop, self.views.size, flip), visible
+
+
+class RegionPair(NamedTuple):
+    """One item: video `video`, query frame, key frame, and the region pairs linking them:
+    row i of `query_boxes` (n, 4) pairs with row i of `key_boxes`, frame pixels (n may be 0:
+    the frame pair alone)."""
+
+    video: int
+    query_frame: int
+    key_frame: int
+    query_boxes: np.ndarray
+    key_boxes: np.ndarray
 
 
 class TrackPairs(torch.utils.data.Dataset):
-    """Items: `query` (frame t) and `key` (frame t + gap*delta) views, `query_boxes` and
-    `key_boxes` (R, 4) float32 in view pixels (row i of each is one tracked region pair),
+    """Items: `query` (frame i) and `key` (frame i + k) views, `query_boxes` and
+    `key_boxes` (R, 4) float32 in view pixels (row i of each is one region pair),
     `box_valid` (R,) bool, and `index`. R is `num_regions` for every item (rows past the
     pairs are zeros and invalid), so the default collate batches them."""
 
-    def __init__(self, videos: Sequence[VideoRecord], tracks: Sequence[VideoTracks],
-                 p: SelectiveSearchTrackerParams) -> None:
+    def __init__(self, videos: Sequence[VideoRecord], items: Sequence[RegionPair],
+                 p: RegionPairParams, views: ViewAugmentation | None = None) -> None:
         self.videos = list(videos)
-        self.tracks = list(tracks)
+        self.items = list(items)
         self.p = p
-        self.views = BoxViews(p)
-        #: (video, sampled frame t, gap in steps, region pairs (n, 2))
-        self.items: list[tuple[int, int, int, np.ndarray]] = []
-        for v, tr in enumerate(self.tracks):
-            for t in range(len(tr.frames) - 1):
-                for gap in range(1, min(p.max_gap, len(tr.frames) - 1 - t) + 1):
-                    pairs = tr.follow(t, gap)
-                    if pairs:
-                        self.items.append((v, t, gap, np.asarray(pairs, dtype=np.int64)))
+        if views is None:
+            views = create_component("view-augmentation", p.views, where="region pairs: views")
+        self.views = BoxViews(p, views)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def region_pairs(self) -> int:
-        return sum(len(item[3]) for item in self.items)
+        return sum(min(len(item.query_boxes), self.p.num_regions) for item in self.items)
+
+    def items_with_regions(self) -> int:
+        return sum(len(item.query_boxes) > 0 for item in self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        v, t, gap, pairs = self.items[index]
-        tr, r = self.tracks[v], self.p.num_regions
-        q_frame, k_frame = tr.frames[t], tr.frames[t + gap]
-        frames = read_frames(self.videos[v], [q_frame, k_frame])
-        q_boxes = tr.boxes[t][pairs[:, 0]]
-        k_boxes = tr.boxes[t + gap][pairs[:, 1]]
-        everyone = np.ones(len(pairs), dtype=bool)
+        item = self.items[index]
+        r = self.p.num_regions
+        frames = read_frames(self.videos[item.video], [item.query_frame, item.key_frame])
+        q_boxes = np.asarray(item.query_boxes, dtype=np.float32).reshape(-1, 4)
+        k_boxes = np.asarray(item.key_boxes, dtype=np.float32).reshape(-1, 4)
+        everyone = np.ones(len(q_boxes), dtype=bool)
         query, q_view, q_ok = self.views(Image.fromarray(frames[0]), q_boxes, everyone)
         key, k_view, k_ok = self.views(Image.fromarray(frames[1]), k_boxes, q_ok)
         out_q = np.zeros((r, 4), dtype=np.float32)
         out_k = np.zeros((r, 4), dtype=np.float32)
         valid = np.zeros(r, dtype=bool)
-        n = min(r, len(pairs))
+        n = min(r, len(q_boxes))
         out_q[:n], out_k[:n], valid[:n] = q_view[:n], k_view[:n], (q_ok & k_ok)[:n]
         return {"query": query, "key": key, "query_boxes": torch.from_numpy(out_q),
                 "key_boxes": torch.from_numpy(out_k), "box_valid": torch.from_numpy(valid),

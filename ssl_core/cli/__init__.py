@@ -19,6 +19,22 @@ if TYPE_CHECKING:
     from ssl_core.errors import SslcError
 
 INTERRUPTED = "interrupted: rerun the same command to resume from the last checkpoint"
+#: what an interrupted command that keeps no checkpoint says (evaluate, probe, export, ...)
+INTERRUPTED_NO_CHECKPOINT = ("interrupted: nothing half-written was kept; rerun the same command "
+                             "(feature sets already extracted are read from the cache)")
+_COMMAND_NO_CHECKPOINT = {"evaluate", "probe"}
+_interrupted_text = {"message": INTERRUPTED}
+
+
+def interrupted_message(argv: list[str] | None) -> str:
+    """What Ctrl-C prints: only `sslc run` has a checkpoint to resume from."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    command = words[0] if words else ""
+    if command == "run":
+        return INTERRUPTED
+    if command in _COMMAND_NO_CHECKPOINT:
+        return INTERRUPTED_NO_CHECKPOINT
+    return "interrupted: nothing half-written was kept; rerun the same command"
 _WORKER_WRAPPED = re.compile(r"ssl_core\.errors\.\w+: (.*)", re.DOTALL)
 
 
@@ -39,7 +55,7 @@ _reported = threading.Event()
 
 def _interrupted() -> None:
     _reported.set()
-    sys.stderr.write(f"\n{INTERRUPTED}\n")
+    sys.stderr.write(f"\n{_interrupted_text['message']}\n")
     sys.stderr.flush()
     sys.exit(130)
 
@@ -58,7 +74,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 def _exit_now() -> None:
     if not _reported.is_set():
-        sys.stderr.write(f"\n{INTERRUPTED}\n")
+        sys.stderr.write(f"\n{_interrupted_text['message']}\n")
         sys.stderr.flush()
     os._exit(130)
 
@@ -79,7 +95,8 @@ def _error(message: str, code: int = 2) -> None:
 
 
 #: OSErrors that are the machine's state, not a bug: reported as user errors (exit 2)
-_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                       errno.EFBIG}
 
 
 def _run(argv: list[str] | None) -> None:
@@ -107,6 +124,7 @@ def _run(argv: list[str] | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `sslc` console script."""
+    _interrupted_text["message"] = interrupted_message(argv)
     try:
         install_interrupt_handler()
         _run(argv)

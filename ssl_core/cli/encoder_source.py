@@ -8,19 +8,9 @@ from typing import Any
 
 import click
 
-from ssl_core.errors import ComponentError
 from ssl_core.interfaces import Encoder
-from ssl_core.kit.progress import console, is_quiet
+from ssl_core.kit.progress import say
 from ssl_core.plugin.registry import Registry
-
-RANDOM_PREFIX = "random:"
-#: the seed of `random:ARCH` encoders, as a recipe model's default `init_seed`
-RANDOM_SEED = 0
-
-
-def say(text: str) -> None:
-    if not is_quiet():
-        console.print(text, highlight=False)
 
 
 def parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
@@ -34,19 +24,6 @@ def parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
     return out or None
 
 
-def random_encoder(spec: str, registry: Registry) -> tuple[Encoder, dict[str, Any]]:
-    """A randomly initialised encoder with a fixed seed: the 'no learning' baseline."""
-    from ssl_core.measure.probing import seeded_encoder
-
-    arch = spec[len(RANDOM_PREFIX):]
-    if not arch:
-        raise ComponentError("--checkpoint random: needs an architecture, e.g. random:resnet50",
-                             f"available encoders: {', '.join(registry.names('encoder'))}")
-    encoder = seeded_encoder(registry, {"type": arch}, RANDOM_SEED, where="--checkpoint random:")
-    return encoder.eval(), {"checkpoint": spec, "arch": arch, "seed": RANDOM_SEED,
-                            "format": "random"}
-
-
 def report_load(report: Any) -> None:
     """The checkpoint loader's report (what was read, ignored, missing), on stderr."""
     lines = report.lines()
@@ -57,20 +34,22 @@ def report_load(report: Any) -> None:
 
 
 def check_format(fmt: str, registry: Registry) -> None:
-    from ssl_core.models.checkpoints import formats
+    from ssl_core.plugin.registry import checkpoint_formats
 
-    if fmt not in formats(registry):
+    if fmt not in checkpoint_formats(registry):
         raise click.BadParameter(f"{fmt!r} is not a checkpoint format; choose from "
-                                 f"{', '.join(formats(registry))}", param_hint="--format")
+                                 f"{', '.join(checkpoint_formats(registry))}", param_hint="--format")
 
 
 def load_source(checkpoint: str, registry: Registry, *, fmt: str = "auto", arch: str | None = None,
-                prefix_map: dict[str, str] | None = None, strict: bool = True
-                ) -> tuple[Encoder, dict[str, Any]]:
+                prefix_map: dict[str, str] | None = None, strict: bool = True,
+                checkpoint_key: str | None = None) -> tuple[Encoder, dict[str, Any]]:
     """The encoder of `--checkpoint` (any layout sslc reads, or random:ARCH) and a record of
-    where it came from, with its weights' identity (`encoder_id`)."""
+    where it came from, with its weights' identity (`encoder_id`). `checkpoint_key` picks
+    one model of a file holding several (DINO's student)."""
     from ssl_core.measure.probing import encoder_identity
     from ssl_core.models.checkpoints import checkpoint_digest, checkpoint_file, load_encoder
+    from ssl_core.models.source import RANDOM_PREFIX, random_encoder
 
     if checkpoint.startswith(RANDOM_PREFIX):
         encoder, source = random_encoder(checkpoint, registry)
@@ -78,7 +57,8 @@ def load_source(checkpoint: str, registry: Registry, *, fmt: str = "auto", arch:
         check_format(fmt, registry)
         path = checkpoint_file(checkpoint)
         encoder, report = load_encoder(path, format=fmt, arch=arch, prefix_map=prefix_map,
-                                       strict=strict, registry=registry)
+                                       strict=strict, registry=registry,
+                                       checkpoint_key=checkpoint_key)
         report_load(report)
         source = {"checkpoint": str(path), "sha256": checkpoint_digest(path),
                   "format": report.format, "arch": report.arch, "load_report": report.as_dict()}
@@ -86,23 +66,18 @@ def load_source(checkpoint: str, registry: Registry, *, fmt: str = "auto", arch:
     return encoder, source
 
 
-def feature_cache(use_cache: bool) -> Any:
-    """The shared feature cache, or None (with a warning) when off or not writable."""
-    from ssl_core.kit.paths import cache_dir
-    from ssl_core.kit.preflight import cache_usable
-    from ssl_core.measure.features import FeatureCache
-
-    root = cache_dir() / "features"
-    return FeatureCache(root) if use_cache and cache_usable(root, "feature cache") else None
-
-
 def checkpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--format, --arch, --prefix-map, --strict: how to read --checkpoint."""
+    """--format, --arch, --checkpoint-key, --prefix-map, --strict: how to read --checkpoint."""
     for option in reversed([
         click.option("--format", "fmt", default="auto", show_default=True,
                      help="Checkpoint layout: auto, plain, sslc or a registered format (moco, "
                           "torchvision, ...; see `sslc plugins`)."),
-        click.option("--arch", default=None, help="Encoder architecture (default: from the checkpoint)."),
+        click.option("--arch", default=None,
+                     help="Encoder architecture (default: from the checkpoint), e.g. resnet50 "
+                          "or timm:vit_small_patch16_224."),
+        click.option("--checkpoint-key", "checkpoint_key", default=None, metavar="KEY",
+                     help="Which model of a file holding several to load, e.g. student "
+                          "(default: teacher for DINO, base_encoder for MoCo v3)."),
         click.option("--prefix-map", "prefix_map", multiple=True, metavar="OLD=NEW",
                      help="Rename checkpoint key prefixes before loading (repeatable)."),
         click.option("--strict/--no-strict", default=True, show_default=True,

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +13,13 @@ from rich.table import Table
 from ssl_core.cli.encoder_source import (
     checkpoint_options,
     extraction_options,
-    feature_cache,
     load_source,
     parse_prefix_map,
     say,
 )
-from ssl_core.cli.options import json_option, quiet_option
+from ssl_core.cli.options import json_option, parse_options, quiet_option
 from ssl_core.errors import ComponentError
 from ssl_core.kit.progress import results_console
-
-
-def _assignments(items: Sequence[str], option: str) -> dict[str, Any]:
-    """KEY=VALUE pairs, each VALUE read as YAML (so 0.5, true and [1, 2] are typed)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. n_jobs=4)", param_hint=option)
-        try:
-            out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key.strip()] = raw
-    return out
 
 
 def _table(result: dict[str, Any]) -> Table:
@@ -74,7 +56,8 @@ def _table(result: dict[str, Any]) -> Table:
 @json_option
 def evaluate(checkpoint: str, evaluator_name: str, data: str, dataset_type: str | None,
              test_data: str | None, options: tuple[str, ...], dataset_options: tuple[str, ...],
-             fmt: str, arch: str | None, prefix_map: tuple[str, ...], strict: bool,
+             fmt: str, arch: str | None, checkpoint_key: str | None, prefix_map: tuple[str, ...],
+             strict: bool,
              batch_size: int, workers: int, device: str, save_features: Path | None,
              no_cache: bool, allow_tf32: bool, as_json: bool) -> None:
     """Evaluate a checkpoint downstream (VOC07 SVM, linear softmax, ...).
@@ -84,19 +67,22 @@ def evaluate(checkpoint: str, evaluator_name: str, data: str, dataset_type: str 
       sslc evaluate --checkpoint random:resnet50 --evaluator voc07-svm --data /data/voc --dataset voc2007-cropped-boxes
       sslc evaluate --checkpoint ckpt.pth --evaluator linear-softmax --data /data/imagenet --json
     """
+    from ssl_core.kit.atomic import check_output_path
     from ssl_core.measure.evaluation import evaluate as run_evaluation
     from ssl_core.measure.evaluation import save_features as write_features
     from ssl_core.plugin.host import get_registry
 
+    if save_features is not None:
+        check_output_path(save_features, "--save-features")
     registry = get_registry()
     # everything a typo can break is built before the encoder is loaded or any image read
-    evaluator = registry.create("evaluator", {"type": evaluator_name, **_assignments(options, "--option")},
+    evaluator = registry.create("evaluator", {"type": evaluator_name, **parse_options(options, "--option")},
                                 where="--evaluator")
     ds_type = dataset_type or getattr(evaluator, "dataset_type", "")
     if not ds_type:
         raise ComponentError(f"evaluator {evaluator_name!r} names no default dataset type",
                              "give --dataset TYPE")
-    ds_params = _assignments(dataset_options, "--dataset-option")
+    ds_params = parse_options(dataset_options, "--dataset-option")
     dataset = registry.create("dataset", {"type": ds_type, "root": data, **ds_params}, where="--dataset")
     test_dataset = None
     if test_data is not None:
@@ -107,9 +93,12 @@ def evaluate(checkpoint: str, evaluator_name: str, data: str, dataset_type: str 
         test_dataset.prepare()
 
     encoder, source = load_source(checkpoint, registry, fmt=fmt, arch=arch,
-                                  prefix_map=parse_prefix_map(prefix_map), strict=strict)
+                                  prefix_map=parse_prefix_map(prefix_map), strict=strict,
+                                  checkpoint_key=checkpoint_key)
+    from ssl_core.measure.features import shared_feature_cache
+
     row, used = run_evaluation(
-        encoder, evaluator, dataset, test_dataset=test_dataset, cache=feature_cache(not no_cache),
+        encoder, evaluator, dataset, test_dataset=test_dataset, cache=shared_feature_cache(not no_cache),
         encoder_id=source["encoder_id"], batch_size=batch_size, num_workers=workers,
         device=None if device == "auto" else device, allow_tf32=allow_tf32,
         description=evaluator_name)

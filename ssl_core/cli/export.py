@@ -10,7 +10,7 @@ import click
 
 from ssl_core.cli.options import json_option, quiet_option
 from ssl_core.errors import CheckpointError
-from ssl_core.kit.progress import console, is_quiet
+from ssl_core.kit.progress import console, say
 
 
 @click.command()
@@ -20,9 +20,12 @@ from ssl_core.kit.progress import console, is_quiet
                    "see `sslc plugins`).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (atomically).")
+@click.option("--allow-unfinished", is_flag=True,
+              help="Export a checkpoint of a run that has not finished training (done: false) "
+                   "instead of refusing it.")
 @quiet_option
 @json_option
-def export(source: Path, fmt: str, output: Path, as_json: bool) -> None:
+def export(source: Path, fmt: str, output: Path, allow_unfinished: bool, as_json: bool) -> None:
     """Write a trained encoder (RUN_DIR/models/NAME, or any checkpoint sslc reads) in another
     layout, e.g. the official MoCo one for detectron2 conversion scripts.
 
@@ -30,16 +33,18 @@ def export(source: Path, fmt: str, output: Path, as_json: bool) -> None:
       sslc export runs/quickstart/models/moco --format moco -o moco_sslc.pth.tar
       sslc export runs/paper/models/moco --format torchvision -o resnet50.pth
     """
-    from ssl_core.kit.atomic import torch_save
+    from ssl_core.kit.atomic import check_output_path, torch_save
     from ssl_core.models.checkpoints import load_encoder
     from ssl_core.plugin.host import get_registry
 
+    check_output_path(output, "--output")
     registry = get_registry()
     if fmt not in registry.names("checkpoint-format"):
         raise click.BadParameter(
             f"{fmt!r} is not a registered checkpoint format; choose from "
             f"{', '.join(registry.names('checkpoint-format')) or '(none loaded)'}",
             param_hint="--format")
+    _check_finished(source, allow_unfinished)
     encoder, report = load_encoder(source, registry=registry)
     layout = registry.create("checkpoint-format", {"type": fmt}, where="--format")
     try:
@@ -52,6 +57,29 @@ def export(source: Path, fmt: str, output: Path, as_json: bool) -> None:
                                "encoder": report.encoder_config, "tensors": report.loaded}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-    elif not is_quiet():
-        console.print(f"wrote {output} ({fmt} layout, {report.arch}, {report.loaded} tensors)",
-                      highlight=False)
+    else:
+        say(f"wrote {output} ({fmt} layout, {report.arch}, {report.loaded} tensors)")
+
+
+def _check_finished(source: Path, allow_unfinished: bool) -> None:
+    """An sslc training checkpoint says whether its run finished (`done`); exporting one
+    that did not would hand an interrupted run's weights on as if trained."""
+    from ssl_core.models.checkpoints import checkpoint_file, read_checkpoint
+
+    path = checkpoint_file(source)
+    try:
+        obj = read_checkpoint(path)
+    except CheckpointError:
+        return  # load_encoder says what is wrong with it
+    if not isinstance(obj, dict) or "sslc_format" not in obj or obj.get("done", True):
+        return
+    what = (f"{path} is an unfinished training checkpoint (done: false, step "
+            f"{obj.get('step', '?')}): its run was interrupted or is still training")
+    if not allow_unfinished:
+        raise CheckpointError(what, "finish the run (rerun `sslc run` with the same recipe to "
+                                    "resume it), or pass --allow-unfinished to export it anyway")
+    from rich.markup import escape
+
+    # printed even with --quiet: the file written is not what a finished run would give
+    console.print(f"[yellow]warning:[/yellow] {escape(what)}; exported anyway "
+                  "(--allow-unfinished)", highlight=False, soft_wrap=True)

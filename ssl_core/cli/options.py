@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -70,3 +70,16 @@ def seeds_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--seeds", callback=callback, metavar="N,N,...",
                         help="Train and probe each trained model once per seed, e.g. 0,1,2 "
                              "(overrides the recipe's `seeds`).")(f)
+
+
+def parse_options(items: Sequence[str], option: str) -> dict[str, Any]:
+    """KEY=VALUE pairs, each VALUE read as YAML (so 0.5, true and [1, 2] are typed)."""
+    from ssl_core.recipe.yamlio import parse_assignment
+
+    out: dict[str, Any] = {}
+    for item in items:
+        parsed = parse_assignment(item)
+        if parsed is None:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. n_jobs=4)", param_hint=option)
+        out[parsed[0]] = parsed[1]
+    return out

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -17,6 +16,23 @@ from ssl_core.cli.options import (
     seeds_option,
 )
 from ssl_core.run.stages import STAGES
+
+
+def failure_exit_code() -> int:
+    """What a rank that stops because another rank reported a user error exits with."""
+    from ssl_core.errors import SslcError
+
+    return SslcError.exit_code
+
+
+def _quiet_unless_speaker() -> None:
+    """Under torchrun, a process other than its machine's local rank 0 ends with exit 2 and
+    says nothing about an error found before the process group formed: the local rank 0
+    found the same one and prints it once (torchrun then stops on the exit codes)."""
+    from ssl_core.kit import distributed
+
+    if not distributed.speaks_for_machine():
+        raise SystemExit(failure_exit_code())
 
 
 def _stages(text: str) -> list[str]:
@@ -46,44 +62,59 @@ def run(recipe: str, profile: str, overrides: tuple[str, ...], run_dir: Path | N
     Under torchrun (`torchrun --nproc-per-node N $(which sslc) run RECIPE`) the N processes
     train together; rank 0 alone holds the run directory's lock, writes and prints.
     """
+    from ssl_core.errors import SslcError
     from ssl_core.kit import distributed
     from ssl_core.kit.devices import resolve_device
     from ssl_core.kit.paths import cache_dir
     from ssl_core.kit.preflight import ensure_writable_dir
     from ssl_core.kit.progress import results_console, set_quiet
     from ssl_core.plugin.host import get_registry
-    from ssl_core.recipe.schema import check_data_roots, load_recipe
+    from ssl_core.recipe.schema import check_data_roots, check_world, load_recipe
     from ssl_core.run.locking import dir_lock
     from ssl_core.run.rundir import claim_run_dir
     from ssl_core.run.runner import Runner
 
-    chosen = _stages(stages)
-    registry = get_registry()
-    loaded = load_recipe(recipe, profile=profile, overrides=overrides, seeds=seeds, registry=registry)
-    r = loaded.recipe
-    check_data_roots(loaded, registry, chosen)
-    cache_dir()  # a cache path that is a file is an error now, not after training
-    if run_dir is None:
-        suffix = "" if profile == "synthetic" else f"-{profile}"
-        run_dir = Path("runs") / f"{r.name}{suffix}"
-    run_dir = ensure_writable_dir(run_dir, "run directory", option="--run-dir")
+    try:  # every check that needs no process group, before it forms (see _quiet_unless_speaker)
+        chosen = _stages(stages)
+        registry = get_registry()
+        loaded = load_recipe(recipe, profile=profile, overrides=overrides, seeds=seeds,
+                             registry=registry)
+        r = loaded.recipe
+        check_world(loaded, distributed.launched_world_size())
+        check_data_roots(loaded, registry, chosen)
+        cache_dir()  # a cache path that is a file is an error now, not after training
+        if run_dir is None:
+            suffix = "" if profile == "synthetic" else f"-{profile}"
+            run_dir = Path("runs") / f"{r.name}{suffix}"
+        run_dir = ensure_writable_dir(run_dir, "run directory", option="--run-dir")
+    except (SslcError, click.ClickException):
+        _quiet_unless_speaker()
+        raise
     extra = {"seeds": r.seeds} if r.seeds is not None else {}  # multi-seed: the runner's side of issue 9
     with distributed.session(resolve_device(device)) as mine:
         main = distributed.is_main()
         if not main:
             set_quiet(True)  # one progress bar and one set of messages: rank 0's
         runner = Runner(loaded, registry, run_dir=run_dir, device=str(mine), force=force, **extra)
-        # Rank 0 holds the lock for the whole run; the others wait until it has it (and has
-        # claimed the directory), so a second run into the directory fails on rank 0 only.
-        lock: AbstractContextManager[Any] = nullcontext()
-        if main:
-            lock = dir_lock(run_dir, what="run directory",
-                            hint=f"wait for that run to finish or use another --run-dir; if it is gone (e.g. "
-                                 f"it ran on another machine), delete {run_dir / '.sslc.lock'}")
-        with lock:
+        # Rank 0 holds the lock for the whole run and claims the directory; it tells the
+        # others whether it could, so a second run into a locked directory is one message
+        # from rank 0 and a quiet exit 2 on the other ranks (not a traceback from a barrier).
+        with ExitStack() as lock:
+            failure: SslcError | None = None
             if main:
-                claim_run_dir(run_dir, r)
-            distributed.barrier()
+                try:
+                    lock.enter_context(dir_lock(
+                        run_dir, what="run directory",
+                        hint=f"wait for that run to finish or use another --run-dir; if it is gone "
+                             f"(e.g. it ran on another machine), delete {run_dir / '.sslc.lock'}"))
+                    claim_run_dir(run_dir, r)
+                except SslcError as exc:
+                    failure = exc
+            failed = distributed.broadcast_object(failure is not None)
+            if failure is not None:
+                raise failure
+            if failed:
+                raise SystemExit(failure_exit_code())
             report = runner.run(chosen)
     if not main:
         return
@@ -114,7 +145,9 @@ def validate(recipe: str, profile: str, overrides: tuple[str, ...], seeds: list[
     r = loaded.recipe
     summary = {"recipe": recipe, "name": r.name, "profile": profile, "valid": True,
                "models": list(r.models), "probes": list(r.probes), "evaluations": list(r.evaluations),
-               "seeds": r.seeds, "data_checked": not no_data_check}
+               "seeds": r.seeds, "data_checked": not no_data_check,
+               # what the run would do: profile, `extends`, --set and --seeds applied
+               "resolved": r.model_dump(mode="json")}
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -103,6 +103,22 @@ def launched() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or "1") > 1
 
 
+def launched_world_size() -> int:
+    """The process count torchrun announced (WORLD_SIZE), readable before the process group
+    forms; 1 without a launcher."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1") or "1")) if launched() else 1
+    except ValueError:
+        return 1
+
+
+def speaks_for_machine() -> bool:
+    """Whether this process reports errors found before the process group forms: every process
+    on a machine reads the same recipe and folders, so local rank 0 alone says what is wrong
+    (the others exit with the same code, silently)."""
+    return not launched() or os.environ.get("LOCAL_RANK", "0") in ("", "0")
+
+
 def _rank_device(device: torch.device) -> torch.device:
     """Under torchrun each rank trains on cuda:LOCAL_RANK."""
     if device.type != "cuda":

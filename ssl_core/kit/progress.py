@@ -41,6 +41,13 @@ def is_quiet() -> bool:
     return _state["quiet"]
 
 
+def say(text: str, *, soft_wrap: bool = False) -> None:
+    """Chatter (what is going on, warnings) on stderr, silenced by `--quiet`; results go to
+    `results_console()` instead."""
+    if not is_quiet():
+        console.print(text, highlight=False, soft_wrap=soft_wrap)
+
+
 @contextmanager
 def progress_bar(extra_fields: bool = True) -> Iterator[Progress]:
     """A Progress whose tasks may carry a free-text `info` field (loss, images/s)."""

@@ -31,6 +31,7 @@ import numpy as np
 
 from ssl_core.errors import ComponentError, DataError
 from ssl_core.interfaces import Dataset, ImageRecord
+from ssl_core.kit.boxes import check_boxes
 from ssl_core.kit.imageio import load_rgb
 from ssl_core.kit.memory import BudgetedCache
 
@@ -80,6 +81,9 @@ class VideoDataset(Dataset):
     evaluator would read); pair samplers use `videos()` and `read_frames`."""
 
     subsets: ClassVar[tuple[str, ...]] = ("all",)
+    #: False for datasets of video files: they have no per-frame images (`records()`), so
+    #: `sslc validate` refuses a probe or evaluator pointed at one
+    frame_images: ClassVar[bool] = True
 
     @abstractmethod
     def videos(self, subset: str | None = None) -> list[VideoRecord]:
@@ -443,26 +447,68 @@ def _opencv_frames(path: Path, indices: Sequence[int]) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_tracks_sidecar(path: Path) -> tuple[dict[str, Track], dict[str, Any]]:
-    """Tracks (by object id) and the other fields of an sslc `*.tracks.json` sidecar."""
+def _frame_namer(where: str) -> Callable[[int], str]:
+    return lambda i: f"{where}, frame {i + 1}"
+
+
+def read_tracks_sidecar(path: Path, frame_size: tuple[int, int] | None = None
+                        ) -> tuple[dict[str, Track], dict[str, Any]]:
+    """Tracks (by object id) and the other fields of an sslc `*.tracks.json` sidecar.
+
+    Every box is checked as it is read (`check_boxes`): four numbers, finite, not inverted,
+    not wholly outside the frame (the sidecar's `size`, else `frame_size`, both (height,
+    width)); boxes partly outside are clipped. Two objects with one id are refused."""
+    hint = ("see docs/video.md for the *.tracks.json format, or set `on_bad_video: skip` to "
+            "train on the other videos")
     try:
         doc = json.loads(path.read_text())
-        tracks = {}
-        for obj in doc["objects"]:
-            rows = [[np.nan] * 4 if b is None else [float(v) for v in b] for b in obj["boxes"]]
-            boxes = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
-            tracks[str(obj["id"])] = Track(boxes, obj.get("category"))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"cannot read track annotations {path}: {exc}",
-                        "see docs/video.md for the *.tracks.json format") from None
+        objects = doc["objects"]
+        hw = doc.get("size", frame_size)
+        size = None if hw is None else (int(hw[1]), int(hw[0]))
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise DataError(f"cannot read track annotations {path}: {exc}", hint) from None
+    if not isinstance(objects, list):
+        raise DataError(f"{path}: `objects` is not a list", hint)
+    tracks: dict[str, Track] = {}
+    first: dict[str, int] = {}
+    for k, obj in enumerate(objects, 1):
+        try:
+            oid = str(obj["id"])
+            where = f"{path}, object {k} (id {obj['id']!r})"
+            boxes = obj["boxes"]
+            if not isinstance(boxes, list):
+                raise TypeError("`boxes` is not a list")
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}, object {k}: {exc}", hint) from None
+        if oid in first:
+            raise DataError(f"{path}: object {k} has id {obj['id']!r}, as object {first[oid]}; "
+                            "one would silently replace the other", "give every object its own id")
+        first[oid] = k
+        rows = []
+        for t, b in enumerate(boxes, 1):
+            if b is None:
+                rows.append([np.nan] * 4)
+                continue
+            try:
+                if not isinstance(b, list) or len(b) != 4:
+                    raise ValueError
+                rows.append([float(v) for v in b])
+            except (ValueError, TypeError):
+                raise DataError(f"{where}, frame {t}: expected a box [x1, y1, x2, y2] (4 numbers) "
+                                f"or null, got {json.dumps(b)}", hint) from None
+        checked = check_boxes(np.array(rows, dtype=np.float64).reshape(-1, 4),
+                              _frame_namer(where), size=size, hint=hint)
+        category = obj.get("category") if isinstance(obj, dict) else None
+        tracks[oid] = Track(checked.boxes.astype(np.float32), category)
     return tracks, {k: v for k, v in doc.items() if k != "objects"}
 
 
 def xywh_to_xyxy(rows: np.ndarray) -> np.ndarray:
-    """(T, 4) x, y, w, h boxes (TrackingNet, GOT-10k) -> x1, y1, x2, y2; zero/negative-size
-    or NaN rows (an absent target) become NaN."""
+    """(T, 4) x, y, w, h boxes (TrackingNet, GOT-10k) -> x1, y1, x2, y2; all-NaN rows and
+    zero-size rows (an absent target) become NaN. Other bad rows (a NaN or infinite value,
+    a negative size) are kept as they are for `check_boxes` to name."""
     rows = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
     out = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1)
-    absent = (rows[:, 2] <= 0) | (rows[:, 3] <= 0) | np.isnan(rows).any(axis=1)
+    absent = (rows[:, 2] == 0) | (rows[:, 3] == 0) | np.isnan(rows).all(axis=1)
     out[absent] = np.nan
     return out

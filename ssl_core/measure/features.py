@@ -36,7 +36,7 @@ from ssl_core.kit.atomic import atomic_path
 from ssl_core.kit.imageio import IMAGENET_MEAN, IMAGENET_STD, crop_box, load_rgb
 from ssl_core.kit.memory import BudgetedCache, ensure_fits
 from ssl_core.kit.paths import cache_dir
-from ssl_core.kit.progress import console, is_quiet
+from ssl_core.kit.progress import say
 from ssl_core.kit.transfer import device_constant
 
 #: bump when the preprocessing code changes in a way that changes pixel values
@@ -118,6 +118,8 @@ class RowImages(TorchDataset):
         """Row `index` cropped and resized, uint8 (3, H, W): everything but the normalisation."""
         record = self.records[index]
         img = self.geometry(crop_box(load_rgb(record.path), record.box, record.path))
+        if record.transform is not None:  # at the network's input size, before normalising
+            img = record.transform(img)
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
     def __getitem__(self, index: int) -> torch.Tensor:
@@ -373,11 +375,13 @@ def _file_stat(path: Path) -> list[int] | None:
 
 
 def images_fingerprint(records: Sequence[ImageRecord]) -> str:
-    """sha256 over every record's path, box and file size/mtime, in order: what its pixels
-    depend on (labels and groups do not change features, so they are left out)."""
+    """sha256 over every record's path, box, file size/mtime and transform, in order: what
+    its pixels depend on (labels and groups do not change features, so they are left out)."""
     h = hashlib.sha256()
     for rec in records:
         row = [str(rec.path), list(rec.box) if rec.box is not None else None, _file_stat(rec.path)]
+        if rec.transform is not None:  # only then: keys of untransformed images stay as they were
+            row.append(rec.transform.key)
         h.update(json.dumps(row).encode())
         h.update(b"\n")
     return h.hexdigest()
@@ -459,11 +463,9 @@ class FeatureCache:
                     json.dump(key_parts, fh, indent=2, sort_keys=True, default=str)
         except OSError as exc:
             self.writable = False
-            if not is_quiet():
-                console.print(f"[yellow]warning:[/yellow] feature cache {self.root} is not "
-                              f"writable ({exc.strerror or exc}); continuing without caching "
-                              "(set SSLC_CACHE_DIR to a writable folder to cache features)",
-                              highlight=False)
+            say(f"[yellow]warning:[/yellow] feature cache {self.root} is not writable "
+                f"({exc.strerror or exc}); continuing without caching (set SSLC_CACHE_DIR to a "
+                "writable folder to cache features)")
             return None
         return path
 
@@ -518,3 +520,13 @@ def rows_metadata(source: FeatureSource | Sequence[ImageRecord]) -> tuple[list[s
         if rec.box is not None:
             boxes[i] = np.asarray(rec.box, dtype=np.float64)
     return paths, boxes
+
+
+def shared_feature_cache(enabled: bool = True) -> FeatureCache | None:
+    """The feature cache every command shares (under the cache dir), or None when off or
+    when its folder is not writable (with a warning): `sslc run`, `probe` and `evaluate`."""
+    from ssl_core.kit.paths import cache_dir
+    from ssl_core.kit.preflight import cache_usable
+
+    root = cache_dir() / "features"
+    return FeatureCache(root) if enabled and cache_usable(root, "feature cache") else None

@@ -9,7 +9,7 @@ same images.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,6 @@ from torch import nn
 from ssl_core.interfaces import Encoder, InvarianceProbe, ProbeSet
 from ssl_core.measure.features import FeatureCache, features_for
 from ssl_core.measure.ris import DEFAULT_RESAMPLES, representation_invariance_score
-from ssl_core.plugin.registry import Registry
 
 
 def encoder_identity(encoder: nn.Module) -> str:
@@ -30,15 +29,6 @@ def encoder_identity(encoder: nn.Module) -> str:
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return f"weights:{h.hexdigest()}"
-
-
-def seeded_encoder(registry: Registry, config: Mapping[str, Any], seed: int,
-                   where: str = "") -> Encoder:
-    """A registered encoder initialised from `seed`, leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        encoder: Encoder = registry.create("encoder", config, where=where)
-    return encoder
 
 
 def measure(

@@ -28,6 +28,7 @@ import numpy as np
 
 from ssl_core.errors import SslcError
 from ssl_core.measure.bootstrap import bootstrap_intervals, check_bootstrap
+from ssl_core.measure.estimates import top_key
 
 __all__ = ["BootstrapSettings", "RISResult", "firing_percentile", "representation_invariance_score"]
 
@@ -93,7 +94,7 @@ class RISResult:
 
         `intervals` and `bootstrap` are absent when the bootstrap was switched off.
         """
-        out: dict[str, Any] = {f"top{k}": float(v) for k, v in sorted(self.scores.items())}
+        out: dict[str, Any] = {top_key(k): float(v) for k, v in sorted(self.scores.items())}
         out.update(
             percentile=float(self.percentile),
             num_classes=int(self.num_classes),
@@ -103,7 +104,7 @@ class RISResult:
         )
         if self.intervals and self.bootstrap is not None:
             out["intervals"] = {
-                f"top{k}": {"low": float(lo), "high": float(hi), "half_width": float(hi - lo) / 2,
+                top_key(k): {"low": float(lo), "high": float(hi), "half_width": float(hi - lo) / 2,
                             "bias": float(self.bias.get(k, 0.0))}
                 for k, (lo, hi) in sorted(self.intervals.items())}
             out["bootstrap"] = self.bootstrap.as_dict()

@@ -9,13 +9,18 @@ each registered Encoder's `anchor_keys` locate the trunk under any prefix and it
 `infer_params` tells which encoder (and which parameters) the weights fit.
 
 The core's own layouts are `plain` and `sslc` (sslc's training checkpoints:
-`sslc_format`, `encoder` config, `encoder_state_dict`).
+`sslc_format`, `encoder` config, `encoder_state_dict`). Files that hold several models
+(DINO's `teacher` and `student`, MoCo v3's `base_encoder` and `momentum_encoder`) are
+narrowed to one by a key (`checkpoint_key`; by default the one the framework evaluates,
+see DEFAULT_CHECKPOINT_KEYS). safetensors files are read as well as torch.save files.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,24 +30,47 @@ import torch
 
 from ssl_core.errors import CheckpointError, ComponentError
 from ssl_core.interfaces import Encoder
-from ssl_core.plugin.registry import Registry
+from ssl_core.plugin.registry import CORE_CHECKPOINT_FORMATS, Registry, checkpoint_formats
 from ssl_core.results.layout import CHECKPOINT
 
-#: layouts the core reads itself; plugins register the others (`register_checkpoint_formats`)
-CORE_FORMATS: tuple[str, ...] = ("auto", "plain", "sslc")
 #: the version of sslc's own checkpoint layout, written by the trainer and `sslc export`
 SSLC_FORMAT_VERSION = 1
 _WRAPPERS = ("state_dict", "model", "model_state_dict")
+#: when a file holds several copies of a network, the one its framework evaluates: DINO,
+#: DINOv2, iBOT and EsViT evaluate the `teacher`; MoCo v3 its `base_encoder`
+DEFAULT_CHECKPOINT_KEYS: tuple[str, ...] = ("teacher", "base_encoder")
+
+
+class _AttributeDict(dict):  # type: ignore[type-arg]
+    """Lightning's hyperparameter dict (a dict with attribute access), read as a plain dict:
+    weights-only loading fills only exact dicts."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[misc]
+        return {}
+
+
+#: the non-tensor objects the field's checkpoints carry beside their weights, allowed for
+#: weights-only loading: DINO / timm / MoCo save their `argparse.Namespace` args, Lightning
+#: (solo-learn, lightly) its AttributeDict hyperparameters and paths. Nothing else is
+#: unpickled: a file needing any other global is refused.
+HARMLESS_GLOBALS: tuple[Any, ...] = (
+    argparse.Namespace,
+    (pathlib.PosixPath, "pathlib.PosixPath"),
+    (pathlib.PurePosixPath, "pathlib.PurePosixPath"),
+    (pathlib.PosixPath, "pathlib._local.PosixPath"),  # Python >= 3.13 pickles paths so
+    (pathlib.PurePosixPath, "pathlib._local.PurePosixPath"),
+    (_AttributeDict, "lightning.fabric.utilities.data.AttributeDict"),
+    (_AttributeDict, "lightning_fabric.utilities.data.AttributeDict"),
+    (_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    (_AttributeDict, "lightning.pytorch.utilities.parsing.AttributeDict"),
+)
+_HARMLESS_NAMES = frozenset(
+    g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in HARMLESS_GLOBALS)
 _OPTIONS_HINT = (
     "pass --format (see `sslc plugins` for the checkpoint formats), --prefix-map OLD=NEW "
     "to rename key prefixes onto the encoder's own keys, and --arch when the architecture "
     "cannot be inferred; see docs/probing.md"
 )
-
-
-def formats(registry: Registry) -> list[str]:
-    """Every checkpoint layout name `--format` accepts."""
-    return [*CORE_FORMATS, *registry.names("checkpoint-format")]
 
 
 @dataclass
@@ -138,17 +166,42 @@ def checkpoint_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 1 << 27
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is a damaged safetensors file ({exc})",
+                              "re-download or re-save it; a partial copy reads like this") from None
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """A checkpoint's contents (weights only), every failure a CheckpointError naming it:
-    training checkpoints and checkpoints to probe both come through here."""
+    training checkpoints and checkpoints to probe both come through here. safetensors
+    files are read too; torch files may carry the HARMLESS_GLOBALS besides tensors."""
     p = checkpoint_file(path)
+    if _is_safetensors(p):
+        return _read_safetensors(p)
     try:
-        return load_weights_only(p)
+        return load_weights_only(p, HARMLESS_GLOBALS, lambda name: name in _HARMLESS_NAMES)
     except UnreadableTorchFile as err:
         if err.reason == "not_torch":
             what = "it is empty" if p.stat().st_size == 0 else "it was not written by torch.save"
             raise CheckpointError(f"{p} is not a torch checkpoint ({what})",
-                                  "pass a file written by torch.save (.pth, .pt, .pth.tar)") from None
+                                  "pass a file written by torch.save (.pth, .pt, .pth.tar) or a "
+                                  ".safetensors file") from None
         if err.reason == "refused":
             raise CheckpointError(
                 f"checkpoint {p} holds Python objects that weights_only loading refuses: "
@@ -227,6 +280,51 @@ def unwrap(obj: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, A
     tensors = _flatten(obj)
     meta = {str(k): v for k, v in obj.items() if not isinstance(v, torch.Tensor | Mapping)}
     return tensors, meta
+
+
+def split_arch(arch: str) -> tuple[str, dict[str, Any]]:
+    """`TYPE:NAME` (e.g. `timm:vit_small_patch16_224`) is encoder TYPE with its `name`
+    parameter NAME; a bare name is an encoder with no parameters given."""
+    kind, sep, name = arch.partition(":")
+    return (kind, {"name": name}) if sep and name else (kind, {})
+
+
+def select_key(state: Mapping[str, torch.Tensor], key: str | None
+               ) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of one of the models a file holds, and the prefix they sat under.
+
+    `key` names a path component (`teacher`, `student`, `base_encoder`): the tensors
+    under its shallowest occurrence are kept, that prefix removed. Without `key`, the
+    first of DEFAULT_CHECKPOINT_KEYS the file has is used, or everything when none."""
+    wanted = (key,) if key else DEFAULT_CHECKPOINT_KEYS
+    for name in wanted:
+        prefixes = set()
+        for k in state:
+            parts = k.split(".")
+            if name in parts[:-1]:
+                prefixes.add(".".join(parts[: parts.index(name) + 1]) + ".")
+        if prefixes:
+            prefix = min(prefixes, key=lambda q: (q.count("."), len(q), q))
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, prefix
+    if key:
+        tops = sorted({k.split(".")[0] for k in state})
+        shown = ", ".join(tops[:12]) + (", ..." if len(tops) > 12 else "")
+        raise CheckpointError(f"the checkpoint holds no {key!r} entry (its top-level keys: "
+                              f"{shown})", "pass --checkpoint-key with one of those keys, "
+                              "or leave it out")
+    return dict(state), ""
+
+
+def _locate_by_keys(state: Mapping[str, torch.Tensor], own: Sequence[str]) -> tuple[str, int]:
+    """The prefix under which most of an encoder's own keys sit in `state` (then shortest)."""
+    if not own:
+        return "", 0
+    first = own[0]
+    found = {k[: -len(first)] for k in state if k.endswith(first)} | {""}
+    keys = set(state)
+    scored = [(sum(p + k in keys for k in own), p) for p in found]
+    best = max(scored, key=lambda sp: (sp[0], -len(sp[1]), sp[1] == ""))
+    return best[1], best[0]
 
 
 @dataclass
@@ -312,15 +410,17 @@ def _unknown(path: Path, obj: Any, detail: str, registry: Registry) -> Checkpoin
         what = f"it holds a {type(obj).__name__}, not a dict"
     return CheckpointError(
         f"unknown checkpoint layout in {path}: {detail}; {what}; "
-        f"known formats: {', '.join(formats(registry)[1:])}",
+        f"known formats: {', '.join(checkpoint_formats(registry)[1:])}",
         _OPTIONS_HINT,
     )
 
 
 def parse_checkpoint(obj: Any, path: Path, registry: Registry, format: str = "auto",
-                     prefix_map: Mapping[str, str] | None = None) -> _Parsed:
-    """The tensors a checkpoint's layout says belong to the encoder (a prefix removed)."""
-    known = formats(registry)
+                     prefix_map: Mapping[str, str] | None = None,
+                     checkpoint_key: str | None = None) -> _Parsed:
+    """The tensors a checkpoint's layout says belong to the encoder (a prefix removed);
+    `checkpoint_key` picks one of several models a file holds (see `select_key`)."""
+    known = checkpoint_formats(registry)
     if format not in known:
         raise CheckpointError(f"unknown checkpoint format {format!r}",
                               f"use one of: {', '.join(known)}")
@@ -348,18 +448,33 @@ def parse_checkpoint(obj: Any, path: Path, registry: Registry, format: str = "au
         raise _unknown(path, obj, "no tensors found", registry)
     if prefix_map:
         state = apply_prefix_map(state, prefix_map)
+    try:  # a --prefix-map steers by hand: no default key then
+        chosen, key_prefix = (dict(state), "") if prefix_map and not checkpoint_key \
+            else select_key(state, checkpoint_key)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc.message}", exc.hint) from None
+    outside = [k for k in state if not k.startswith(key_prefix)] if key_prefix else []
     names = registry.names("checkpoint-format") if format == "auto" else \
-        ([format] if format not in CORE_FORMATS else [])
+        ([format] if format not in CORE_CHECKPOINT_FORMATS else [])
     for name in names:
         fmt = registry.create("checkpoint-format", {"type": name}, where="--format")
-        picked = fmt.select(state, meta)
+        picked = fmt.select(chosen, meta)
         if picked is not None:
-            kept = {picked[1] + k for k in picked[0]}
-            return _Parsed(name, picked[0], picked[1], meta,
-                           dropped=[k for k in state if k not in kept])
+            under = key_prefix + picked[1]  # a format may rename keys under its prefix
+            return _Parsed(name, picked[0], under, meta,
+                           dropped=[k for k in state if not k.startswith(under)])
         if format != "auto":
             raise _unknown(path, obj, f"it is not in the {name!r} layout", registry)
-    return _Parsed("plain", state, "", meta)
+    return _Parsed("plain", chosen, key_prefix, meta, dropped=outside)
+
+
+def _build(registry: Registry, arch: str, params: Mapping[str, Any], path: Path) -> Encoder:
+    try:
+        encoder: Encoder = registry.create("encoder", {"type": arch, **params}, where="--arch")
+    except ComponentError as exc:
+        raise CheckpointError(f"cannot build encoder {arch!r} for {path}: {exc.message}",
+                              exc.hint or _OPTIONS_HINT) from None
+    return encoder
 
 
 def _is_optional(key: str) -> bool:
@@ -376,21 +491,31 @@ def load_encoder(
     strict: bool = True,
     encoder_params: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    checkpoint_key: str | None = None,
 ) -> tuple[Encoder, LoadReport]:
     """Build the registered encoder the checkpoint was trained with and load its trunk.
 
-    `arch` (a registered encoder name) overrides the architecture from the checkpoint or
-    inferred from its keys; `encoder_params` override inferred parameters. With
-    `strict`, any trunk tensor the checkpoint lacks is an error; unexpected and ignored
-    keys are only reported.
+    `arch` (a registered encoder name, or `TYPE:NAME` for an encoder's `name` parameter,
+    e.g. `timm:vit_small_patch16_224`) overrides the architecture from the checkpoint or
+    inferred from its keys; `encoder_params` override inferred parameters. When the
+    named encoder's anchors do not find its trunk, the encoder is built first and its
+    own keys locate the trunk under any prefix. `checkpoint_key` picks one of several
+    models a file holds (`teacher`, `student`, ...). With `strict`, any trunk tensor the
+    checkpoint lacks is an error; unexpected and ignored keys are only reported.
     """
     if registry is None:
         from ssl_core.plugin.host import get_registry
 
         registry = get_registry()
+    arch_params: dict[str, Any] = {}
+    if arch:
+        arch, arch_params = split_arch(arch)
+    given = {**arch_params, **(encoder_params or {})}
     p = checkpoint_file(path)
-    parsed = parse_checkpoint(read_checkpoint(p), p, registry, format, prefix_map)
+    parsed = parse_checkpoint(read_checkpoint(p), p, registry, format, prefix_map,
+                              checkpoint_key)
     params: dict[str, Any] = {}
+    located: Encoder | None = None
     if parsed.encoder_config is not None:  # sslc's own file names its encoder
         chosen = arch or parsed.encoder_config["type"]
         params = {k: v for k, v in parsed.encoder_config.items() if k != "type"}
@@ -398,6 +523,15 @@ def load_encoder(
     else:
         hint = parsed.meta.get("arch") if isinstance(parsed.meta.get("arch"), str) else None
         found = find_trunk(parsed.state, registry, arch=arch, hint_arch=hint)
+        if arch and (found is None or not found.params):  # named, but not inferred
+            located = _build(registry, arch, given, p)
+            own_prefix, hits = _locate_by_keys(parsed.state, list(located.state_dict()))
+            if hits:
+                heads = tuple(getattr(type(located), "head_prefixes", ()))
+                state, dropped = _strip(parsed.state, own_prefix, heads)
+                found = _Trunk(arch, {}, own_prefix, state, dropped)
+            elif found is None:
+                located = None
         if found is None:
             sample = ", ".join(sorted(parsed.state)[:6])
             raise CheckpointError(
@@ -409,13 +543,9 @@ def load_encoder(
         ignored = [parsed.prefix + k for k in found.ignored] + parsed.dropped
     spec = registry.get("encoder", chosen, where="--arch")
     params = {k: v for k, v in params.items() if k in spec.params.model_fields}
-    params.update(encoder_params or {})
+    params.update(given)
     config = {"type": chosen, **params}
-    try:
-        encoder = registry.create("encoder", config, where="--arch")
-    except ComponentError as exc:
-        raise CheckpointError(f"cannot build encoder {chosen!r} for {p}: {exc.message}",
-                              exc.hint or _OPTIONS_HINT) from None
+    encoder = located or _build(registry, chosen, params, p)
 
     expected = encoder.state_dict()
     mismatched = [f"{k} {tuple(v.shape)} vs encoder {tuple(expected[k].shape)}"

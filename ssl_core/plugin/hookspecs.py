@@ -42,6 +42,11 @@ def register_pair_samplers(register: Register) -> Any:
 
 
 @hookspec
+def register_view_augmentations(register: Register) -> Any:
+    """Register ViewAugmentations: how an image becomes a view; pair samplers compose them."""
+
+
+@hookspec
 def register_encoders(register: Register) -> Any:
     """Register Encoders: networks exposing pooled features and intermediate maps."""
 
@@ -70,6 +75,7 @@ def register_checkpoint_formats(register: Register) -> Any:
 KIND_HOOKS: dict[str, str] = {
     "dataset": "register_datasets",
     "pair-sampler": "register_pair_samplers",
+    "view-augmentation": "register_view_augmentations",
     "encoder": "register_encoders",
     "objective": "register_objectives",
     "invariance-probe": "register_invariance_probes",

@@ -10,8 +10,10 @@ working. Environment variables:
 
 from __future__ import annotations
 
+import difflib
 import os
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -21,7 +23,7 @@ import pluggy
 
 from ssl_core.errors import PluginError, SslcError
 from ssl_core.plugin import hookspecs
-from ssl_core.plugin.registry import ComponentSpec, Registry, make_spec
+from ssl_core.plugin.registry import ComponentSpec, Registry, building_registry, make_spec
 
 ENTRY_POINT_GROUP = "sslc.plugins"
 
@@ -95,6 +97,18 @@ class PluginHost:
         """Register one plugin object; all of its components or none of them."""
         return name in self._add([(name, module, version, distribution)])
 
+    def _unknown_hooks(self) -> str | None:
+        """A hook implementation no spec knows (a misspelled hook would be silently ignored):
+        pluggy's `check_pending`, worded with the names sslc has."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            bad = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+            close = difflib.get_close_matches(bad, hookspecs.KIND_HOOKS.values(), n=1)
+            return (f"{bad!r} is not an sslc hook" + (f"; did you mean {close[0]!r}?" if close else "")
+                    + f" (the hooks: {', '.join(hookspecs.KIND_HOOKS.values())})")
+        return None
+
     def _add(self, plugins: list[tuple[str, Any, str | None, str | None]]) -> set[str]:
         """Register plugins with pluggy, then collect their components hook by hook.
 
@@ -114,6 +128,11 @@ class PluginHost:
                 self.pm.register(module, name=name)
             except Exception as exc:
                 self._fail(name, "register", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                continue
+            unknown = self._unknown_hooks()
+            if unknown:
+                self.pm.unregister(name=name)
+                self._fail(name, "register", unknown, "")
                 continue
             meta[name] = (module, version, distribution)
         pending: dict[str, list[ComponentSpec]] = {name: [] for name in meta}
@@ -165,6 +184,7 @@ class PluginHost:
     def _fail(self, name: str, stage: str, error: str, detail: str) -> None:
         failure = PluginFailure(name, stage, error, detail)
         self.failures.append(failure)
+        self.registry.load_failures.append(f"plugin {name} failed to {stage}: {error}")
         if strict():
             raise PluginError(
                 f"plugin {name!r} failed to {stage}: {error}",
@@ -196,3 +216,11 @@ def reset_host() -> None:
 
 def get_registry() -> Registry:
     return get_host().registry
+
+
+def create_component(kind: str, config: Mapping[str, Any], where: str = "") -> Any:
+    """A component of another kind, by name, for a component that composes one (a pair
+    sampler's `views`). Built by the registry that is building the caller, so the same
+    plugins answer (else by the process-wide one); `where` names the config in errors."""
+    registry = building_registry() or get_registry()
+    return registry.create(kind, config, where)

@@ -7,24 +7,55 @@ validated params model.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from ssl_core.errors import ComponentError
+from ssl_core.interfaces.params import NoParams
 from ssl_core.plugin.hookspecs import KIND_HOOKS
 
-
-class Params(BaseModel):
-    """Base for component parameter models: unknown keys are errors, not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
+#: json-schema key marking a parameter that holds another component's config
+COMPONENT_KIND = "sslc_component_kind"
 
 
-class NoParams(Params):
-    """For components that take no parameters."""
+def component_field(kind: str, default: Mapping[str, Any], description: str = "") -> Any:
+    """A parameter holding the `{type: name, ...}` config of a component of another `kind`
+    (a pair sampler's `views`). The registry validates it with the parameters that hold it,
+    so a bad entry is reported at its own path (`...pair_sampler.views.size`); the holder
+    builds it with `ssl_core.create_component`."""
+    kept = dict(default)
+    return Field(default_factory=lambda: dict(kept), description=description,
+                 json_schema_extra={COMPONENT_KIND: kind})
+
+
+def component_kind(info: FieldInfo) -> str | None:
+    """The kind of component a parameter holds (see `component_field`), else None."""
+    extra = info.json_schema_extra
+    kind = extra.get(COMPONENT_KIND) if isinstance(extra, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _flow(value: Any) -> str:
+    """A value as YAML flow style, for hints that show what to write."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)
+
+
+#: the registry whose `create` is running: components a component composes come from it
+_BUILDING: ContextVar[Registry | None] = ContextVar("sslc_building_registry", default=None)
+
+
+def building_registry() -> Registry | None:
+    """The registry building a component right now (None outside `Registry.create`)."""
+    return _BUILDING.get()
 
 
 @dataclass(frozen=True)
@@ -53,15 +84,20 @@ def _dotted(path: tuple[str, ...]) -> str:
     return ".".join(path)
 
 
-def format_validation_error(err: ValidationError, where: str, describe: Describe = _dotted) -> str:
-    """One line per problem, each naming its path under `where` (and, via `describe`, its line)."""
+def format_validation_error(err: ValidationError, where: str, describe: Describe = _dotted,
+                            fields: Sequence[str] = ()) -> str:
+    """One line per problem, each naming its path under `where` (and, via `describe`, its
+    line); an unknown parameter close to one of `fields` gets a "did you mean"."""
     lines = []
     base = tuple(where.split(".")) if where else ()
     for e in err.errors():
         path = describe((*base, *(str(p) for p in e["loc"])))
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")  # a cross-field check's own words
         if e["type"] == "extra_forbidden":
             msg = "unknown parameter"
+            close = difflib.get_close_matches(str(e["loc"][-1]), list(fields), n=1) if e["loc"] else []
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
         elif e["type"] == "missing":
             msg = "required parameter is missing"
         if "input" in e and e["type"] not in ("missing", "extra_forbidden"):
@@ -78,6 +114,9 @@ class Registry:
         default_factory=lambda: {k: {} for k in KIND_HOOKS}
     )
     conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: plugins that failed to load ("plugin NAME failed to import: ..."): an unknown name may
+    #: be theirs, and the error should say so rather than suggest installing a package
+    load_failures: list[str] = field(default_factory=list)
 
     def add(self, spec: ComponentSpec) -> None:
         if spec.kind not in self.specs:
@@ -108,11 +147,13 @@ class Registry:
         available = self.names(kind)
         close = difflib.get_close_matches(name, available, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        hint += (
-            f"available {kind}s: {', '.join(available) or '(none loaded)'}; "
-            "a third-party component is usable once its package is installed "
-            "(pip install <package>); see `sslc plugins`"
-        )
+        hint += f"available {kind}s: {', '.join(available) or '(none loaded)'}; "
+        if self.load_failures:
+            hint += ("it may belong to a plugin that failed to load: "
+                     + "; ".join(self.load_failures) + " (details: `sslc plugins`)")
+        else:
+            hint += ("a third-party component is usable once its package is installed "
+                     "(pip install <package>); see `sslc plugins`")
         raise ComponentError(f"unknown {kind} {name!r}{at}", hint)
 
     def validate(self, kind: str, config: Mapping[str, Any], where: str = "",
@@ -132,19 +173,56 @@ class Registry:
             )
         spec = self.get(kind, name, describe(tuple(where.split("."))) if where else "")
         raw = {k: v for k, v in config.items() if k != "type"}
+        nested = {f: k for f, info in spec.params.model_fields.items()
+                  if (k := component_kind(info)) is not None}
+        for fname, nested_kind in nested.items():
+            self._check_moved(kind, name, spec, raw, fname, nested_kind, at)
         try:
             params = spec.params.model_validate(raw)
         except ValidationError as err:
             raise ComponentError(
-                f"bad parameters for {kind} {name!r}:\n  {format_validation_error(err, where, describe)}",
+                f"bad parameters for {kind} {name!r}:\n  "
+                f"{format_validation_error(err, where, describe, list(spec.params.model_fields))}",
                 f"parameters of {name!r}: {', '.join(spec.params.model_fields) or '(none)'}; "
                 f"see `sslc plugins` and docs/components.md",
             ) from None
+        for fname, nested_kind in nested.items():
+            self.validate(nested_kind, getattr(params, fname), f"{where}.{fname}" if where else fname,
+                          describe)
         return spec, params
+
+    def _check_moved(self, kind: str, name: str, spec: ComponentSpec, raw: Mapping[str, Any],
+                     fname: str, nested_kind: str, at: str) -> None:
+        """Parameters written beside `fname` that belong to the component it holds (the old,
+        flat form of a recipe): an error that shows the new form, with the recipe's values."""
+        inner = raw.get(fname)
+        if inner is None:
+            default = spec.params.model_fields[fname].get_default(call_default_factory=True)
+            inner = default if isinstance(default, Mapping) else {}
+        if not isinstance(inner, Mapping) or not isinstance(inner.get("type"), str):
+            return
+        inner_spec = self.specs.get(nested_kind, {}).get(inner["type"])
+        if inner_spec is None:
+            return
+        moved = [k for k in raw if k not in spec.params.model_fields
+                 and k in inner_spec.params.model_fields]
+        if not moved:
+            return
+        new = {**inner, **{k: raw[k] for k in moved}}
+        were = "is a parameter" if len(moved) == 1 else "are parameters"
+        raise ComponentError(
+            f"{at}: {', '.join(moved)} {were} of the {nested_kind} {inner['type']!r} now, "
+            f"written under `{fname}` (a {kind} {name!r} composes its {fname})",
+            f"write `{fname}: {_flow(new)}` in place of "
+            f"{', '.join(f'`{k}: {_flow(raw[k])}`' for k in moved)}")
 
     def create(self, kind: str, config: Mapping[str, Any], where: str = "") -> Any:
         spec, params = self.validate(kind, config, where)
-        return build(spec, params)
+        token = _BUILDING.set(self)
+        try:
+            return build(spec, params)
+        finally:
+            _BUILDING.reset(token)
 
 
 def build(spec: ComponentSpec, params: BaseModel) -> Any:
@@ -171,3 +249,13 @@ def make_spec(kind: str, plugin: str, version: str | None, name: str,
                              "is not callable")
     model = _forbid_extra(params) if params is not None else NoParams
     return ComponentSpec(kind, name, cls, model, summary, plugin, version)
+
+
+#: checkpoint layouts the core reads itself (ssl_core.models.checkpoints), beside the ones
+#: plugins register: `auto` tries every layout, `plain` is a bare state dict, `sslc` our own
+CORE_CHECKPOINT_FORMATS: tuple[str, ...] = ("auto", "plain", "sslc")
+
+
+def checkpoint_formats(registry: Registry) -> list[str]:
+    """Every checkpoint layout name `--format` and a recipe's `checkpoint.format` accept."""
+    return [*CORE_CHECKPOINT_FORMATS, *registry.names("checkpoint-format")]

@@ -8,6 +8,7 @@ so a misspelled parameter is an error with its YAML path and line, never ignored
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,15 +16,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ssl_core.errors import DataError, RecipeError
-from ssl_core.plugin.registry import Registry
+from ssl_core.errors import ComponentError, DataError, RecipeError
+from ssl_core.plugin.registry import COMPONENT_KIND, Registry, checkpoint_formats
 from ssl_core.recipe.report_section import ReportSettings
-from ssl_core.recipe.yamlio import Location, load_yaml, parse_scalar
+from ssl_core.recipe.yamlio import Location, load_yaml, parse_assignment
 
 Component = dict[str, Any]  # {type: <registered name>, **params}; params checked by the plugin
 DEFAULT_PROFILE = "synthetic"
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
 SET_LINE = 0  # the line number of a Location whose value came from the command line
+
+
+#: the fewest bootstrap resamples a 95% interval is drawn from: its 2.5% and 97.5%
+#: percentiles need at least one resample beyond each (40 * 0.025 = 1)
+MIN_RESAMPLES = 40
 
 
 class Strict(BaseModel):
@@ -63,7 +69,8 @@ class TrainConfig(Strict):
 
 class CheckpointRef(Strict):
     path: Path
-    format: Literal["auto", "moco", "torchvision", "plain", "sslc"] = "auto"
+    format: str = Field("auto", description="checkpoint layout: auto, plain, sslc or a registered "
+                                            "format (`sslc plugins`)")
     prefix_map: dict[str, str] = Field(default_factory=dict)
 
 
@@ -104,7 +111,16 @@ class ProbeSettings(Strict):
             raise ValueError(f"every K must be at least 1 (got {', '.join(map(str, bad))})")
         return _no_repeats(values, "top_k")
 
-    resamples: int = Field(1000, ge=0, description="bootstrap resamples per RIS interval (0: off)")
+    resamples: int = Field(1000, ge=0, description="bootstrap resamples per RIS interval (0: off; "
+                                                   f"else at least {MIN_RESAMPLES})")
+
+    @field_validator("resamples")
+    @classmethod
+    def _resamples(cls, value: int) -> int:
+        if 0 < value < MIN_RESAMPLES:
+            raise ValueError(f"{value} resamples cannot give a 95% interval: use 0 (no intervals) "
+                             f"or at least {MIN_RESAMPLES}")
+        return value
     allow_tf32: bool = Field(False, description="let features use TF32 on GPUs (faster; the "
                                                 "authors' numbers are full fp32)")
 
@@ -220,11 +236,12 @@ def apply_override(data: dict[str, Any], assignment: str,
     must already exist. `lines` (key path -> location) learns that the value came from
     `option`, so later errors about it say so instead of naming the file's old line."""
     lines = {} if lines is None else lines
-    if "=" not in assignment:
+    parsed = parse_assignment(assignment)
+    if parsed is None and "=" not in assignment:
         raise RecipeError(f"--set {assignment!r}: expected dotted.key=value",
                           "for example --set models.moco.train.epochs=5")
-    dotted, _, text = assignment.partition("=")
-    keys = [k for k in dotted.strip().split(".") if k]
+    dotted, value = parsed if parsed is not None else ("", None)
+    keys = [k for k in dotted.split(".") if k]
     if not keys:
         raise RecipeError(f"--set {assignment!r}: empty key", "for example --set models.moco.train.epochs=5")
     node: Any = data
@@ -239,7 +256,6 @@ def apply_override(data: dict[str, Any], assignment: str,
             raise RecipeError(f"{option} {dotted}: the recipe has no mapping at {here!r} (looked in {parent})",
                               f"keys there: {', '.join(map(str, options)) or '(none)'}")
         node = node[key]
-    value = parse_scalar(text)
     if value is None:  # as in profiles: null removes the key
         node.pop(keys[-1], None)
     else:
@@ -264,11 +280,17 @@ def _structure_error(err: ValidationError, lines: Mapping[tuple[str, ...], Locat
 
 
 def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[str, ...], Location]) -> None:
-    """Validate every component mapping against its plugin's params model."""
+    """Validate every component mapping against its plugin's params model; every component's
+    bad parameters are reported at once (a recipe with three typos needs one round trip)."""
+    problems: list[ComponentError] = []
 
     def check(kind: str, config: Mapping[str, Any], *path: str, drop: tuple[str, ...] = ()) -> None:
         cfg = {k: v for k, v in config.items() if k not in drop}
-        registry.validate(kind, cfg, where=".".join(path), describe=lambda p: describe_path(p, lines))
+        try:
+            registry.validate(kind, cfg, where=".".join(path),
+                              describe=lambda p: describe_path(p, lines))
+        except ComponentError as err:
+            problems.append(err)
 
     if recipe.world is not None:
         check("dataset", recipe.world, "world")
@@ -276,6 +298,12 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
         check("dataset", ds, "datasets", name)
     for name, model in recipe.models.items():
         check("encoder", model.encoder, "models", name, "encoder")
+        if model.checkpoint is not None and \
+                model.checkpoint.format not in (known := checkpoint_formats(registry)):
+            raise RecipeError(
+                f"{describe_path(('models', name, 'checkpoint', 'format'), lines)}: "
+                f"{model.checkpoint.format!r} is not a checkpoint format",
+                f"choose from {', '.join(known)} (a plugin's format needs its plugin installed)")
         if model.train is not None:
             t = model.train
             if t.dataset not in recipe.datasets:
@@ -284,6 +312,13 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
                     f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
             check("pair-sampler", t.pair_sampler, "models", name, "train", "pair_sampler")
             _check_sampler_encoder(recipe, name, lines)
+            _check_sampler_wants_encoder(recipe, name, registry, lines)
+            if t.probe_every is not None and not recipe.probes:
+                raise RecipeError(
+                    f"{describe_path(('models', name, 'train', 'probe_every'), lines)}: the recipe "
+                    "has no probes to measure while training",
+                    f"add `probes:`, or remove probe_every (--set models.{name}.train."
+                    "probe_every=null)")
             check("objective", t.objective, "models", name, "train", "objective")
     for name, probe in recipe.probes.items():
         probe_ds = probe.get("dataset")
@@ -291,6 +326,7 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
             raise RecipeError(f"{describe_path(('probes', name, 'dataset'), lines)}: no dataset named {probe_ds!r}",
                               f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
         check("invariance-probe", probe, "probes", name, drop=tuple(RECIPE_KEYS["invariance-probe"]))
+        _check_frame_images(recipe, registry, lines, "probes", name, "dataset")
     for name, ev in recipe.evaluations.items():
         for key in ("dataset", "test_dataset"):
             if ev.get(key) is not None and ev.get(key) not in recipe.datasets:
@@ -298,6 +334,92 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
                     f"{describe_path(('evaluations', name, key), lines)}: no dataset named {ev.get(key)!r}",
                     f"datasets in this recipe: {', '.join(recipe.datasets) or '(none)'}")
         check("evaluator", ev, "evaluations", name, drop=tuple(RECIPE_KEYS["evaluator"]))
+        for key in ("dataset", "test_dataset"):
+            _check_frame_images(recipe, registry, lines, "evaluations", name, key)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ComponentError(
+            f"{len(problems)} components of the recipe are wrong:\n"
+            + "\n".join(f"- {e.message}" for e in problems),
+            "fix each one; `sslc plugins` and docs/components.md list every component's "
+            "parameters")
+
+
+def _component_class(registry: Registry, kind: str, config: Mapping[str, Any]) -> Any:
+    """The registered class of a component mapping (validated already), or None."""
+    name = config.get("type")
+    if not isinstance(name, str) or name not in registry.names(kind):
+        return None
+    return registry.get(kind, name).cls
+
+
+def _check_sampler_wants_encoder(recipe: Recipe, name: str, registry: Registry,
+                                 lines: Mapping[tuple[str, ...], Location]) -> None:
+    """A pair sampler that tracks with a frozen encoder (`wants_encoder`) needs
+    `sampler_encoder`, and one that does not must not be given one: said before training."""
+    t = recipe.models[name].train
+    assert t is not None
+    cls = _component_class(registry, "pair-sampler", t.pair_sampler)
+    if cls is None:
+        return
+    wants = bool(getattr(cls, "wants_encoder", False))
+    if wants and t.sampler_encoder is None:
+        others = [m for m in recipe.models if m != name]
+        raise RecipeError(
+            f"{describe_path(('models', name, 'train', 'pair_sampler'), lines)}: pair sampler "
+            f"{t.pair_sampler['type']!r} needs a frozen encoder, and the train section names none",
+            "set `sampler_encoder: <model name>` in this train section"
+            + (f" (models in this recipe: {', '.join(others)})" if others else
+               " (add the model whose encoder it should use, e.g. a MoCo trained on frames)"))
+    if not wants and t.sampler_encoder is not None:
+        raise RecipeError(
+            f"{describe_path(('models', name, 'train', 'sampler_encoder'), lines)}: pair sampler "
+            f"{t.pair_sampler['type']!r} uses no encoder", "remove sampler_encoder")
+
+
+def _check_frame_images(recipe: Recipe, registry: Registry,
+                        lines: Mapping[tuple[str, ...], Location], section: str, name: str,
+                        key: str) -> None:
+    """Probes and evaluators read images (`records()`): a dataset of video files has none."""
+    entry = getattr(recipe, section)[name]
+    ds_name = entry.get(key)
+    if ds_name is None or ds_name not in recipe.datasets:
+        return
+    cls = _component_class(registry, "dataset", recipe.datasets[ds_name])
+    if cls is not None and getattr(cls, "frame_images", True) is False:
+        raise RecipeError(
+            f"{describe_path((section, name, key), lines)}: dataset {ds_name!r} "
+            f"({recipe.datasets[ds_name]['type']}) holds video files, which have no per-frame "
+            "images to probe or evaluate on",
+            "point it at an image dataset (or frames stored as images, e.g. trackingnet, "
+            "got10k); video files are for video pair samplers")
+
+
+def _known_models(data: Mapping[str, Any], profiles: Mapping[str, Any]) -> set[str]:
+    """Models the recipe file names anywhere (its base and every profile): a report name
+    outside these is a typo; one a profile or `--set models.x=null` dropped is not."""
+    names = set(data.get("models") or {}) if isinstance(data.get("models"), dict) else set()
+    for overlay in profiles.values():
+        if isinstance(overlay, dict) and isinstance(overlay.get("models"), dict):
+            names |= set(overlay["models"])
+    return names
+
+
+def _check_report_models(recipe: Recipe, known: set[str],
+                         lines: Mapping[tuple[str, ...], Location]) -> None:
+    """report.baseline and each claim's model/baseline name a model of the recipe file."""
+    names = known | set(recipe.models)
+    refs: list[tuple[tuple[str, ...], str | None]] = [(("report", "baseline"), recipe.report.baseline)]
+    for i, c in enumerate(recipe.report.claims):
+        refs += [(("report", "claims", str(i), "model"), c.model),
+                 (("report", "claims", str(i), "baseline"), c.baseline)]
+    for path, ref in refs:
+        if ref is not None and ref not in names:
+            close = difflib.get_close_matches(ref, sorted(names), n=1)
+            raise RecipeError(f"{describe_path(path, lines)}: no model named {ref!r}",
+                              (f"did you mean {close[0]!r}? " if close else "")
+                              + f"models in this recipe: {', '.join(sorted(names)) or '(none)'}")
 
 
 def _check_sampler_encoder(recipe: Recipe, name: str,
@@ -343,6 +465,7 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
     if profile != DEFAULT_PROFILE and profile not in profiles:
         raise RecipeError(f"recipe {path} has no profile {profile!r}",
                           f"profiles: {', '.join([DEFAULT_PROFILE, *profiles])}")
+    known_models = _known_models(data, profiles)
     overlay = profiles.get(profile)
     if overlay:
         data = deep_merge(data, overlay)
@@ -364,7 +487,23 @@ def load_recipe(path: str | Path, *, profile: str = DEFAULT_PROFILE, overrides: 
 
         registry = get_registry()
     _check_components(recipe, registry, lines)
+    _check_report_models(recipe, known_models, lines)
     return LoadedRecipe(recipe, data, lines)
+
+
+def check_world(loaded: LoadedRecipe, world: int) -> None:
+    """Under torchrun each of `world` processes takes an equal share of every global batch:
+    checked before the process group forms, so a bad split is one message, not one per rank."""
+    if world <= 1:
+        return
+    for name, model in loaded.recipe.models.items():
+        t = model.train
+        if t is not None and t.batch_size % world:
+            raise RecipeError(
+                f"{loaded.where('models', name, 'train', 'batch_size')}: the global batch of "
+                f"{t.batch_size} does not split over {world} processes",
+                f"set it to a multiple of {world}, or start torchrun with --nproc-per-node "
+                "dividing it")
 
 
 #: keys the runner reads beside a component's own parameters, per kind (never passed to it)
@@ -385,13 +524,19 @@ def recipe_json_schema(registry: Registry) -> dict[str, Any]:
     """JSON Schema of the recipe format, with each component's parameters from the loaded plugins."""
     schema = Recipe.model_json_schema()
     defs = schema.setdefault("$defs", {})
-    for kind in ("dataset", "pair-sampler", "encoder", "objective", "invariance-probe", "evaluator"):
+    for kind in ("dataset", "pair-sampler", "view-augmentation", "encoder", "objective",
+                 "invariance-probe", "evaluator"):
         variants = []
         for name, spec in sorted(registry.specs[kind].items()):
             params = spec.params.model_json_schema()
             for sub_name, sub in params.pop("$defs", {}).items():
                 defs.setdefault(sub_name, sub)
             props = {"type": {"const": name, "description": spec.summary}, **params.get("properties", {})}
+            for key, prop in props.items():  # a composed component (`views`): its kind's variants
+                inner = prop.get(COMPONENT_KIND) if isinstance(prop, dict) else None
+                if isinstance(inner, str):
+                    props[key] = {"$ref": f"#/$defs/{inner}-component",
+                                  "description": prop.get("description", "")}
             props.update({key: {"type": "string", "description": text}
                           for key, text in RECIPE_KEYS.get(kind, {}).items()})
             variants.append({"type": "object", "title": f"{kind} {name}", "properties": props,

@@ -70,3 +70,12 @@ def parse_scalar(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def parse_assignment(text: str) -> tuple[str, Any] | None:
+    """`KEY=VALUE` (`--set`, `--option`, ...) as (KEY, VALUE typed by `parse_scalar`), or None
+    when it is not one (no `=`, or an empty key)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        return None
+    return key.strip(), parse_scalar(value)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ssl_core.kit.atomic import atomic_path
+from ssl_core.measure.estimates import Estimate, top_key
+from ssl_core.report.format import interval_text
 from ssl_core.results.layout import PLOTS_DIR
 from ssl_core.results.store import LossCurve
 
@@ -152,7 +154,7 @@ def ris_figure(doc: Mapping[str, Any]) -> Figure | None:
     axes = list(fig.subplots(len(top_k) if stacked else 1, 1 if stacked else len(top_k), squeeze=False).ravel())
     paper = doc.get("paper") or {}
     for ax, k in zip(axes, top_k, strict=True):
-        key = f"top{k}"
+        key = top_key(k)
 
         def value(m: str, p: str, key: str = key) -> float | None:
             v = doc["probes"][m].get(p, {}).get(key)
@@ -290,7 +292,7 @@ def during_training_figure(doc: Mapping[str, Any]) -> Figure | None:
     for row, m in enumerate(models):
         for col, k in enumerate(top_k):
             ax = axes[row][col]
-            key = f"top{k}"
+            key = top_key(k)
             for p in probes:
                 points = [q for q in during[m]["probes"].get(p, []) if isinstance(q.get(key), int | float)]
                 if not points:
@@ -312,6 +314,37 @@ def during_training_figure(doc: Mapping[str, Any]) -> Figure | None:
     _legend(fig, list(axes.ravel()))
     _title(fig, "Invariance during training")
     return fig
+
+
+def heatmap_figure(cells: Sequence[Sequence[Estimate | None]], models: Sequence[str],
+                   probes: Sequence[str], title: str) -> Figure:
+    """Models (rows) x probes (columns), coloured by RIS, each cell printed with its interval."""
+    import numpy as np
+
+    values = np.array([[np.nan if c is None else c.value for c in row] for row in cells], float)
+    labels = [wrap_label(m, 28) for m in models]
+    width = max(4.0, 1.6 * len(probes) + CHAR_IN * 10 * max(len(m) for m in labels[:1] or [""]))
+    fig = _figure(min(width, 18.0), 1.2 + 0.6 * len(models))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(probes)), [wrap_label(p, 16) for p in probes], fontsize=9)
+    ax.set_yticks(range(len(models)), labels, fontsize=9)
+    finite = values[np.isfinite(values)]
+    middle = float(finite.mean()) if finite.size else 0.0
+    for i, row in enumerate(cells):
+        for j, c in enumerate(row):
+            text = interval_text(c, "short")
+            ax.text(j, i, text.replace(" ±", "\n±"), ha="center", va="center", fontsize=8,
+                    color="white" if c is not None and c.value < middle else "black")
+    fig.colorbar(image, ax=ax, label="RIS (%)")
+    _title(fig, title)
+    return fig
+
+
+def heatmap(path: Path, cells: Sequence[Sequence[Estimate | None]], models: Sequence[str],
+            probes: Sequence[str], title: str) -> None:
+    """`heatmap_figure`, written as a PNG at `path` (atomically)."""
+    save_png(heatmap_figure(cells, models, probes, title), path)
 
 
 # -- writing -------------------------------------------------------------------------------------

@@ -33,9 +33,7 @@ and the RIS over training that `train.probe_every` measured), each with its plot
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,118 +43,26 @@ from rich.table import Table
 from rich.text import Text
 
 from ssl_core.kit.atomic import write_json, write_text
+from ssl_core.kit.progress import say
+from ssl_core.measure.estimates import (
+    HIGHER,
+    LOWER,
+    WITHIN,
+    Estimate,
+    compare,
+    estimate,
+    runs_of,
+    seeds_run,
+    top_key,
+)
 from ssl_core.recipe.report_section import Claim, ReportSettings
 from ssl_core.recipe.schema import DEFAULT_PROFILE, Recipe
+from ssl_core.report.format import interval_text, number
 from ssl_core.results.layout import REPORT_JSON, REPORT_MARKDOWN
 
 __all__ = ["build_report", "render_report"]
 
-HIGHER, LOWER, WITHIN = "higher", "lower", "within"
 MARKS = {HIGHER: " ▲", LOWER: " ▼", WITHIN: ""}
-
-
-# -- one cell: a model's result on one probe, over one or several seeds ---------------------
-
-
-@dataclass(frozen=True)
-class Cell:
-    """Top-K values of one model on one probe: mean over seeds, interval, seed spread."""
-
-    value: float
-    low: float | None  # interval around the value (the mean per-seed interval, re-centred)
-    high: float | None
-    sd: float | None  # standard deviation over seeds (None: one seed)
-    per_seed: list[tuple[int | None, float]]
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"value": self.value}
-        if self.low is not None and self.high is not None:
-            out.update(low=self.low, high=self.high, half_width=(self.high - self.low) / 2)
-        if self.sd is not None:
-            out.update(sd=self.sd, seeds=[s for s, _ in self.per_seed],
-                       per_seed=[v for _, v in self.per_seed])
-        return out
-
-
-def _as_runs(result: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
-    if result is None:
-        return []
-    if isinstance(result, Mapping):
-        return [result] if result else []
-    return [r for r in result if r]
-
-
-def cell(result: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None, k: int) -> Cell | None:
-    """Summarise one probe result (a dict) or a list of per-seed results at top-K."""
-    runs = [r for r in _as_runs(result) if isinstance(r.get(f"top{k}"), int | float)]
-    if not runs:
-        return None
-    values = [float(r[f"top{k}"]) for r in runs]
-    mean = sum(values) / len(values)
-    below, above = [], []
-    for r, v in zip(runs, values, strict=True):
-        iv = (r.get("intervals") or {}).get(f"top{k}") or {}
-        if isinstance(iv.get("low"), int | float) and isinstance(iv.get("high"), int | float):
-            below.append(v - float(iv["low"]))
-            above.append(float(iv["high"]) - v)
-    low = high = None
-    if below and len(below) == len(runs):
-        low, high = mean - sum(below) / len(below), mean + sum(above) / len(above)
-    sd = None
-    if len(runs) > 1:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return Cell(mean, low, high, sd, [(r.get("seed"), v) for r, v in zip(runs, values, strict=True)])
-
-
-def compare(model: Cell, baseline: Cell) -> dict[str, Any]:
-    """higher / lower / within: does model differ from baseline beyond intervals and seeds?"""
-    diff = model.value - baseline.value
-    out: dict[str, Any] = {"difference": diff}
-    if None in (model.low, model.high, baseline.low, baseline.high):
-        out.update(verdict=WITHIN, beyond_interval=None, reason="no interval")
-        return out
-    assert model.low is not None and model.high is not None
-    assert baseline.low is not None and baseline.high is not None
-    beyond_ci = model.low > baseline.high if diff > 0 else model.high < baseline.low
-    out["beyond_interval"] = bool(beyond_ci)
-    beyond = beyond_ci
-    if model.sd is not None or baseline.sd is not None:
-        spread = 2 * math.sqrt((model.sd or 0.0) ** 2 + (baseline.sd or 0.0) ** 2)
-        out.update(seed_spread=spread, beyond_seed_spread=bool(abs(diff) > spread))
-        beyond = beyond and abs(diff) > spread
-    out["verdict"] = (HIGHER if diff > 0 else LOWER) if beyond else WITHIN
-    return out
-
-
-# -- formatting --------------------------------------------------------------------------------
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, int | float) else "-"
-
-
-def _short(c: Cell | None) -> str:
-    """Terminal: `48.60 ±2.10`, plus the seed spread when there are several seeds."""
-    if c is None:
-        return "-"
-    text = _fmt(c.value)
-    if c.low is not None and c.high is not None:
-        text += f" ±{(c.high - c.low) / 2:.2f}"
-    if c.sd is not None:
-        text += f" (sd {c.sd:.2f}, {len(c.per_seed)} seeds)"
-    return text
-
-
-def _long(c: Cell | None) -> str:
-    """Markdown: `48.60 [46.50, 50.70]`, plus `sd 0.80 over 3 seeds`."""
-    if c is None:
-        return "-"
-    text = _fmt(c.value)
-    if c.low is not None and c.high is not None:
-        text += f" [{c.low:.2f}, {c.high:.2f}]"
-    if c.sd is not None:
-        text += f", sd {c.sd:.2f} over {len(c.per_seed)} seeds"
-    return text
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -171,7 +77,7 @@ PlotWriter = Callable[[dict[str, Any]], tuple[list[str], str | None]]
 
 def _results(tree: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for per_model in tree.values() for result in per_model.values()
-            for r in _as_runs(result) if isinstance(r, Mapping)]
+            for r in runs_of(result) if isinstance(r, Mapping)]
 
 
 def _devices(*found_in: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -249,25 +155,29 @@ def header_lines(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 # -- downstream: mean and spread over seeds ----------------------------------------------------
 
 
-def _evaluation(result: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One model's result on one evaluation: {"metrics": means over seeds, and with several
-    seeds "seeds", "sd" and "per_seed" per metric}."""
-    runs = _as_runs(result)
-    per_run = [r.get("metrics") or {} for r in runs]
-    names = dict.fromkeys(k for m in per_run for k in m)
+def _evaluation(result: Mapping[str, Any] | Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """One evaluation's metrics for a model: the mean over seeds, with the seed spread,
+    interval and partial-seed count where there are any."""
+    runs = runs_of(result)
+    names = dict.fromkeys(k for r in runs for k in (r.get("metrics") or {}))
     out: dict[str, Any] = {"metrics": {}}
+    estimates: dict[str, Estimate] = {}
     for name in names:
-        values = [float(m[name]) for m in per_run if isinstance(m.get(name), int | float)]
-        if not values:
+        e = estimate(result, name, within="metrics")
+        if e is None:
             continue
-        mean = sum(values) / len(values)
-        out["metrics"][name] = mean
-        if len(runs) > 1:
-            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-            out.setdefault("sd", {})[name] = sd
-            out.setdefault("per_seed", {})[name] = values
-    if len(runs) > 1:
+        estimates[name] = e
+        out["metrics"][name] = e.value
+        if e.low is not None and e.high is not None:
+            out.setdefault("intervals", {})[name] = {"low": e.low, "high": e.high}
+        if e.seeds_run is not None and e.seeds_run > 1:
+            out.setdefault("sd", {})[name] = e.sd if e.sd is not None else 0.0
+            out.setdefault("per_seed", {})[name] = [v for _, v in e.per_seed]
+    seeds = seeds_run(result)
+    if seeds is not None and seeds > 1:
         out["seeds"] = [r.get("seed") for r in runs]
+        out["seeds_run"] = seeds
+    out["estimates"] = estimates  # for the tables; dropped from the JSON
     return out
 
 
@@ -321,7 +231,7 @@ def _during_training(recipe: Recipe, during: Mapping[str, Sequence[Mapping[str, 
         probes: dict[str, list[dict[str, Any]]] = {}
         for probe in recipe.probes:
             for epoch, results in sorted(by_probe.get(probe, {}).items()):
-                cells = {k: cell(results, k) for k in top_k}
+                cells = {k: estimate(results, top_key(k)) for k in top_k}
                 point = {"epoch": epoch, "step": steps.get(epoch), "final": finals.get(epoch, False),
                          **_probe_json(results, cells, top_k)}
                 for key in ("rows", "trajectories", "bootstrap"):
@@ -369,7 +279,7 @@ def build_report(recipe: Recipe, probes: ProbeResults, evaluations: EvalResults,
                        [t for runs in training.values() for t in runs])
     head = _header(recipe, device, run_info or {}, devices, training)
 
-    cells = {m: {p: {k: cell(probes.get(m, {}).get(p), k) for k in top_k} for p in probe_names}
+    cells = {m: {p: {k: estimate(probes.get(m, {}).get(p), top_key(k)) for k in top_k} for p in probe_names}
              for m in models}
     comparisons: dict[str, dict[str, dict[str, Any]]] = {}
     if base is not None and base in models:
@@ -380,9 +290,9 @@ def build_report(recipe: Recipe, probes: ProbeResults, evaluations: EvalResults,
                 for k in top_k:
                     a, b = cells[m][p][k], cells[base][p][k]
                     if a is not None and b is not None:
-                        comparisons.setdefault(m, {}).setdefault(p, {})[f"top{k}"] = compare(a, b)
+                        comparisons.setdefault(m, {}).setdefault(p, {})[top_key(k)] = compare(a, b)
     claims = [_judge(c, settings, cells, top_k) for c in settings.claims]
-    evals = {m: {e: _evaluation(r) for e, r in es.items() if _as_runs(r)}
+    evals = {m: {e: _evaluation(r) for e, r in es.items() if runs_of(r)}
              for m, es in evaluations.items()}
 
     doc: dict[str, Any] = {
@@ -396,9 +306,12 @@ def build_report(recipe: Recipe, probes: ProbeResults, evaluations: EvalResults,
         "comparisons": comparisons,
         "claims": claims,
         "evaluations": {m: {e: r["metrics"] for e, r in es.items()} for m, es in evals.items()},
-        "evaluation_spread": {m: {e: {k: r[k] for k in ("seeds", "sd", "per_seed")}
+        "evaluation_spread": {m: {e: {k: r[k] for k in ("seeds", "seeds_run", "sd", "per_seed")}
                                   for e, r in es.items() if "seeds" in r}
                               for m, es in evals.items() if any("seeds" in r for r in es.values())},
+        "evaluation_intervals": {m: {e: r["intervals"] for e, r in es.items() if "intervals" in r}
+                                 for m, es in evals.items()
+                                 if any("intervals" in r for r in es.values())},
         "training": _training(training),
         "during_training": _during_training(recipe, during, top_k),
     }
@@ -408,7 +321,7 @@ def build_report(recipe: Recipe, probes: ProbeResults, evaluations: EvalResults,
         doc["plots_note"] = note
 
     def mark(m: str, p: str, k: int) -> str:
-        verdict = comparisons.get(m, {}).get(p, {}).get(f"top{k}", {}).get("verdict", WITHIN)
+        verdict = comparisons.get(m, {}).get(p, {}).get(top_key(k), {}).get("verdict", WITHIN)
         return MARKS[verdict]
 
     table = _terminal_table(title, doc, models, probe_names, top_k, cells, paper, mark, base, evals)
@@ -424,6 +337,10 @@ def render_report(run_dir: Path, recipe: Recipe, *, device: str = "unknown",
     from ssl_core.results.store import read_run
 
     results = read_run(run_dir, recipe)
+    for path in results.unreadable:
+        say(f"[yellow]warning:[/yellow] {path} is not a readable result (truncated or invalid "
+            "JSON): left out of the report; rerun its stage with `sslc run --force --stages ...`",
+            soft_wrap=True)
     writer: PlotWriter | None = None
     if write:
         def writer(doc: dict[str, Any]) -> tuple[list[str], str | None]:
@@ -434,6 +351,10 @@ def render_report(run_dir: Path, recipe: Recipe, *, device: str = "unknown",
     report = build_report(recipe, results.probes, results.evaluations, device=device,
                           run_info=results.info, training=results.training, during=results.during,
                           plots=writer)
+    if results.unreadable:
+        report["json"]["unreadable"] = [str(p) for p in results.unreadable]
+        report["markdown"] += "\n\nLeft out, unreadable: " + ", ".join(
+            f"`{p.relative_to(run_dir)}`" for p in results.unreadable) + "."
     if write:
         write_json(run_dir / REPORT_JSON, report["json"])
         write_text(run_dir / REPORT_MARKDOWN, report["markdown"] + "\n")
@@ -441,20 +362,22 @@ def render_report(run_dir: Path, recipe: Recipe, *, device: str = "unknown",
 
 
 def _probe_json(result: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                cells: Mapping[int, Cell | None], top_k: list[int]) -> dict[str, Any]:
-    runs = _as_runs(result)
+                cells: Mapping[int, Estimate | None], top_k: list[int]) -> dict[str, Any]:
+    runs = runs_of(result)
     first = runs[0] if runs else {}
-    out: dict[str, Any] = {f"top{k}": c.value if c else None for k, c in cells.items()}
+    out: dict[str, Any] = {top_key(k): c.value if c else None for k, c in cells.items()}
     out["rows"] = first.get("num_rows")
     out["trajectories"] = first.get("num_trajectories")
-    out["intervals"] = {f"top{k}": {"low": c.low, "high": c.high}
+    out["intervals"] = {top_key(k): {"low": c.low, "high": c.high}
                         for k, c in cells.items() if c and c.low is not None}
     if first.get("bootstrap"):
         out["bootstrap"] = first["bootstrap"]
-    if len(runs) > 1:
+    seeds = seeds_run(result)
+    if seeds is not None and seeds > 1:
         out["seeds"] = [r.get("seed") for r in runs]
-        out["sd"] = {f"top{k}": c.sd for k, c in cells.items() if c}
-        out["per_seed"] = {f"top{k}": [v for _, v in c.per_seed] for k, c in cells.items() if c}
+        out["seeds_run"] = seeds
+        out["sd"] = {top_key(k): c.sd for k, c in cells.items() if c}
+        out["per_seed"] = {top_key(k): [v for _, v in c.per_seed] for k, c in cells.items() if c}
     return out
 
 def _judge(c: Claim, settings: ReportSettings, cells: Mapping[str, Any],
@@ -499,10 +422,10 @@ def _terminal_table(title: str, doc: Mapping[str, Any], models: list[str], probe
     for p in probe_names:
         row = [p + "".join(f"\ntop-{k}" for k in top_k[1:])]
         for m in models:
-            lines = [_short(cells[m][p][k]) + mark(m, p, k) for k in top_k]
+            lines = [interval_text(cells[m][p][k], "short") + mark(m, p, k) for k in top_k]
             ref = paper.get(m, {}).get(p, {})
             if ref:
-                lines.append("(paper " + " / ".join(_fmt(ref.get(f"top{k}")) for k in top_k) + ")")
+                lines.append("(paper " + " / ".join(number(ref.get(top_key(k))) for k in top_k) + ")")
             row.append("\n".join(lines))
         table.add_row(*row)
     rows = _downstream_rows(doc, models, evals, paper, terminal=True)
@@ -526,13 +449,11 @@ def _downstream_rows(doc: Mapping[str, Any], models: list[str], evals: Mapping[s
             values = []
             for m in models:
                 r = evals.get(m, {}).get(e, {})
-                text = _fmt(r.get("metrics", {}).get(metric))
-                if metric in r.get("sd", {}):
-                    text += (f" (sd {r['sd'][metric]:.2f}, {len(r['seeds'])} seeds)" if terminal
-                             else f", sd {r['sd'][metric]:.2f} over {len(r['seeds'])} seeds")
+                text = interval_text(r.get("estimates", {}).get(metric),
+                                     "short" if terminal else "long")
                 ref = paper.get(m, {}).get(e, {}).get(metric)
                 if ref is not None:
-                    text += f"\n(paper {_fmt(ref)})" if terminal else f" ({_fmt(ref)})"
+                    text += f"\n(paper {number(ref)})" if terminal else f" ({number(ref)})"
                 values.append(text)
             rows.append((f"{e} {metric}" if terminal else f"{e} | {metric}", values))
     return rows
@@ -572,9 +493,9 @@ def _markdown(recipe: Recipe, title: str, doc: Mapping[str, Any], models: list[s
             for m in models:
                 ref = paper.get(m, {}).get(p, {})
                 for k in top_k:
-                    text = _long(cells[m][p][k]) + mark(m, p, k)
+                    text = interval_text(cells[m][p][k], "long") + mark(m, p, k)
                     if ref:
-                        text += f" ({_fmt(ref.get(f'top{k}'))})"
+                        text += f" ({number(ref.get(top_key(k)))})"
                     row.append(text)
             md.append("| " + " | ".join(row) + " |")
         md.append("")
@@ -584,7 +505,7 @@ def _markdown(recipe: Recipe, title: str, doc: Mapping[str, Any], models: list[s
         for m, per_probe in comparisons.items():
             for p, per_k in per_probe.items():
                 k = top_k[0]
-                c = per_k.get(f"top{k}")
+                c = per_k.get(top_key(k))
                 if c is None:
                     continue
                 words = {HIGHER: "higher, beyond the intervals", LOWER: "lower, beyond the intervals",
@@ -625,7 +546,7 @@ def _training_markdown(doc: Mapping[str, Any], top_k: list[int]) -> list[str]:
             seeds = f", mean of {len(t['seeds'])} seeds" if t.get("seeds") else ""
             speed = f", {t['images_per_s']:.1f} images/s" if isinstance(t.get("images_per_s"), float) else ""
             md.append(f"- {m}: {t.get('steps')} steps ({t.get('epochs')} epochs), final loss "
-                      f"{_fmt(t.get('final_loss'))}{seeds}{speed} on {t.get('device')}")
+                      f"{number(t.get('final_loss'))}{seeds}{speed} on {t.get('device')}")
         md.append("")
         md += _plot(doc, "loss", "Training loss per step (smoothed) and learning rate")
     k = top_k[0]
@@ -639,9 +560,9 @@ def _training_markdown(doc: Mapping[str, Any], top_k: list[int]) -> list[str]:
             row = []
             for p in probes:
                 point = next((q for q in d["probes"][p] if q["epoch"] == epoch), None)
-                value = point.get(f"top{k}") if point else None
-                iv = (point or {}).get("intervals", {}).get(f"top{k}")
-                text = _fmt(value)
+                value = point.get(top_key(k)) if point else None
+                iv = (point or {}).get("intervals", {}).get(top_key(k))
+                text = number(value)
                 if iv and value is not None:
                     text += f" [{iv['low']:.2f}, {iv['high']:.2f}]"
                 row.append(text)

@@ -99,14 +99,26 @@ def seed_dirs(run_dir: Path, recipe: Recipe, model: str,
     return [(None, run_dir)]
 
 
+def _read_result(path: Path, unreadable: list[Path]) -> dict[str, Any] | None:
+    """A stored result; one that exists but cannot be read is noted in `unreadable`."""
+    if not path.exists():
+        return None
+    data = _read_json(path)
+    if data is None:
+        unreadable.append(path)
+    return data
+
+
 def _collect(run_dir: Path, recipe: Recipe, kind: StageKind, names: Sequence[str], model: str,
-             seeds: Sequence[int] | None) -> dict[str, Any]:
-    """One kind of stage result for a model: a dict per name, or a list over seeds."""
+             seeds: Sequence[int] | None, unreadable: list[Path]) -> dict[str, Any]:
+    """One kind of stage result for a model: a dict per name, or a list over seeds with
+    None where a seed's result is missing (so a partial result is seen as partial)."""
     dirs = seed_dirs(run_dir, recipe, model, seeds)
     out: dict[str, Any] = {}
     for name in names:
-        per_seed = [r for s, _ in dirs if (r := _read_json(result_path(run_dir, s, kind, model, name)))]
-        if per_seed:
+        per_seed = [_read_result(result_path(run_dir, s, kind, model, name), unreadable)
+                    for s, _ in dirs]
+        if any(per_seed):
             out[name] = per_seed if dirs[0][0] is not None else per_seed[0]
     return out
 
@@ -159,6 +171,7 @@ class RunResults:
     during: dict[str, list[dict[str, Any]]]  # model -> its probes_during_training.json per seed
     curves: dict[str, list[LossCurve]]  # model -> its loss curve per seed
     info: dict[str, Any]  # run_info.json ({} for runs from before it)
+    unreadable: list[Path] = field(default_factory=list)  # result files that exist but do not parse
 
 
 def read_run(run_dir: Path, recipe: Recipe) -> RunResults:
@@ -172,10 +185,13 @@ def read_run(run_dir: Path, recipe: Recipe) -> RunResults:
     training: dict[str, list[dict[str, Any]]] = {}
     during: dict[str, list[dict[str, Any]]] = {}
     curves: dict[str, list[LossCurve]] = {}
+    unreadable: list[Path] = []
     for model, config in recipe.models.items():
-        probes[model] = _collect(run_dir, recipe, "probes", list(recipe.probes), model, seeds)
+        probes[model] = _collect(run_dir, recipe, "probes", list(recipe.probes), model, seeds,
+                                 unreadable)
         mine = [e for e, ev in recipe.evaluations.items() if ev.get("model") in (None, model)]
-        evaluations[model] = _collect(run_dir, recipe, "evaluations", mine, model, seeds)
+        evaluations[model] = _collect(run_dir, recipe, "evaluations", mine, model, seeds,
+                                      unreadable)
         if config.train is None:
             continue
         for seed, _ in seed_dirs(run_dir, recipe, model, seeds):
@@ -192,4 +208,4 @@ def read_run(run_dir: Path, recipe: Recipe) -> RunResults:
             curve = read_loss_curve(here / METRICS_FILE, seed)
             if curve is not None:
                 curves.setdefault(model, []).append(curve)
-    return RunResults(probes, evaluations, training, during, curves, info)
+    return RunResults(probes, evaluations, training, during, curves, info, unreadable)

@@ -147,12 +147,10 @@ def file_lock(lock_file: str | os.PathLike[str], *, what: str, hint: str | None 
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
         stale = previous if previous is not None and previous.pid != os.getpid() else None
         if stale is not None:
-            from ssl_core.kit.progress import console, is_quiet
+            from ssl_core.kit.progress import say
 
-            if not is_quiet():
-                console.print(f"[dim]{what}: taking over the lock left by "
-                              f"{stale.describe()}, which is no longer running[/dim]", highlight=False,
-                              soft_wrap=True)
+            say(f"[dim]{what}: taking over the lock left by {stale.describe()}, which is no "
+                "longer running[/dim]", soft_wrap=True)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(asdict(_me())) + "\n").encode(), 0)
         _held[lock_file] = [fd, 1]

@@ -21,13 +21,12 @@ from ssl_core.interfaces import Dataset, Encoder, PairSampler
 from ssl_core.kit import distributed
 from ssl_core.kit.atomic import write_json, write_text
 from ssl_core.kit.devices import resolve_device
-from ssl_core.kit.paths import cache_dir
-from ssl_core.kit.preflight import cache_usable
-from ssl_core.kit.progress import console, is_quiet, progress_bar
+from ssl_core.kit.progress import is_quiet, progress_bar, say
 from ssl_core.measure.evaluation import evaluate as run_evaluation
 from ssl_core.measure.evaluation import split_config
-from ssl_core.measure.features import FeatureCache
-from ssl_core.measure.probing import encoder_identity, measure, seeded_encoder
+from ssl_core.measure.features import FeatureCache, shared_feature_cache
+from ssl_core.measure.probing import encoder_identity, measure
+from ssl_core.models.source import seeded_encoder
 from ssl_core.plugin.registry import Registry
 from ssl_core.recipe.schema import LoadedRecipe, ModelConfig, resolved_dataset_config
 from ssl_core.report.render import render_report
@@ -87,14 +86,12 @@ class Runner:
     def cache(self) -> FeatureCache | None:
         """The feature cache, or None (with a warning) when its folder is not writable."""
         if self._cache is False:
-            root = cache_dir() / "features"
-            self._cache = FeatureCache(root) if cache_usable(root, "feature cache") else None
+            self._cache = shared_feature_cache()
         assert self._cache is None or isinstance(self._cache, FeatureCache)
         return self._cache
 
     def log(self, message: str) -> None:
-        if not is_quiet():
-            console.print(message)
+        say(message)
 
     # -- data -----------------------------------------------------------------------------
     @property
@@ -225,7 +222,9 @@ class Runner:
         pairs = sampler.pairs(dataset)
         trainer = Trainer(objective, pairs, t, device=self.device, checkpoint_path=ckpt_path,
                           fingerprint=fp, encoder_config=model.encoder, description=f"train {name}",
-                          on_device=sampler.on_device)
+                          on_device=sampler.on_device,
+                          pairs_from=f"pair sampler {t.pair_sampler['type']!r} "
+                                     f"(models.{name}.train.pair_sampler)")
         hook = None
         if t.probe_every is not None:  # RIS over training: rank 0 probes at epoch ends
             from ssl_core.run.training_probes import TrainingProbes

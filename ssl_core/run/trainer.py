@@ -120,6 +120,29 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+
+def check_views(batch: Mapping[str, Any], pairs_from: str) -> None:
+    """The first batch as the objective will get it: float (N, C, H, W) `query` and `key` of
+    one shape. A sampler that breaks this would train on nonsense silently (a key larger
+    than the query still runs through a ResNet) or fail deep inside an objective; shapes
+    and dtypes are metadata, so checking costs no wait for the device."""
+    hint = ("a pair sampler's items need `query` and `key` float tensors (C, H, W) of one "
+            "shape; ssl_core.testing.check_pair_sampler checks a sampler in its own tests")
+    views = {k: batch.get(k) for k in ("query", "key")}
+    for key, value in views.items():
+        if not isinstance(value, torch.Tensor):
+            raise ComponentError(f"{pairs_from} gave batches without a {key!r} tensor (keys: "
+                                 f"{', '.join(map(str, batch))})", hint)
+        if value.dim() != 4 or not value.is_floating_point() or value.shape[1] not in (1, 3):
+            raise ComponentError(f"{pairs_from} gave {key!r} batches of shape "
+                                 f"{tuple(value.shape)} and dtype {value.dtype}, not float "
+                                 "(N, 3, H, W) after on_device", hint)
+    q, k = views["query"], views["key"]
+    assert isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
+    if q.shape != k.shape:
+        raise ComponentError(f"{pairs_from} gave query {tuple(q.shape)} and key "
+                             f"{tuple(k.shape)} batches of different shapes", hint)
+
 class Trainer:
     """Trains `objective` (which owns the encoder) on the pairs of a PairSampler.
 
@@ -129,9 +152,13 @@ class Trainer:
     def __init__(self, objective: ContrastiveObjective, pairs: torch.utils.data.Dataset,
                  config: TrainConfig, *, device: torch.device, checkpoint_path: Path,
                  fingerprint: str, encoder_config: Mapping[str, Any], description: str = "train",
-                 on_device: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+                 on_device: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 pairs_from: str = "the pair sampler") -> None:
         self.objective = objective.to(device)
         self.pairs = pairs
+        #: who made the pairs (named when their first batch is malformed)
+        self.pairs_from = pairs_from
+        self._batch_checked = False
         #: the pair sampler's work left for the accelerator (PairSampler.on_device)
         self.on_device = on_device
         self.cfg = config
@@ -193,6 +220,9 @@ class Trainer:
         batch = {k: self._to_device(v) for k, v in batch.items()}
         if self.on_device is not None:
             batch = self.on_device(batch)
+        if not self._batch_checked:
+            check_views(batch, self.pairs_from)
+            self._batch_checked = True
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None else nullcontext())
         with autocast:
             out = self.model(batch)

@@ -23,8 +23,10 @@ import torch
 
 from ssl_core.kit import distributed
 from ssl_core.kit.atomic import write_json
+from ssl_core.measure.estimates import estimate, top_key
 from ssl_core.measure.features import FeatureCache
 from ssl_core.measure.probing import encoder_identity, measure
+from ssl_core.report.format import interval_text
 from ssl_core.results.layout import DURING_TRAINING
 from ssl_core.run.cached_stage import read_result
 from ssl_core.run.fingerprint import fingerprint
@@ -114,6 +116,5 @@ class TrainingProbes:
             entry["probes"][name] = result
             write_json(self.path, self.doc)
             k = settings.top_k[0]
-            value = row.get(f"top{k}")
-            shown = f"{value:.2f}" if isinstance(value, int | float) else "-"
+            shown = interval_text(estimate(row, top_key(k)), "bracket")
             self.log(f"probe {self.model} at epoch {epoch}: {name} top-{k} {shown}")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import assert_user_error, require_plugins
-from PIL import Image
+from helpers import assert_user_error, require_plugins, write_aloi_views
 
 RECIPE = """\
 name: rerender
@@ -26,21 +24,12 @@ report:
 """
 
 
-def _aloi_views(root: Path, objects: int = 3, views: int = 6) -> None:
-    rng = np.random.default_rng(2)
-    for obj in range(1, objects + 1):
-        folder = root / "aloi_red2_view" / str(obj)
-        folder.mkdir(parents=True)
-        for v in range(views):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{obj}_r{v * 5}.png")
-
-
 @pytest.fixture
 def finished_run(sslc, tmp_path: Path) -> Path:
     """A real run of two random-init encoders on one probe (no training: quick)."""
     pytest.importorskip("matplotlib")
     require_plugins("aloi", "aloi-viewpoint", "resnet18")
-    _aloi_views(tmp_path / "aloi")
+    write_aloi_views(tmp_path / "aloi")
     recipe = tmp_path / "rerender.yaml"
     recipe.write_text(RECIPE.format(root=tmp_path))
     run_dir = tmp_path / "run"

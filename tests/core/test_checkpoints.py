@@ -270,3 +270,217 @@ def test_checkpoint_digest(tmp_path: Path) -> None:
     assert checkpoint_digest(path, chunk_size=1000) == hashlib.sha256(data).hexdigest()
     with pytest.raises(CheckpointError):
         checkpoint_digest(tmp_path / "nope")
+
+
+# --- the field's other frameworks: one ResNet-18, saved as each framework saves it ---------
+
+def _reference_features(source: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The torchvision-layout original's pooled features: what every layout must give."""
+    net = torchvision.models.resnet18(weights=None)
+    net.load_state_dict(source)
+    net.fc = torch.nn.Identity()
+    with torch.no_grad():
+        return net.eval()(x)
+
+
+def _trunk(source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in source.items() if not k.startswith("fc.")}
+
+
+def _shifted(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Other weights of the same shapes (a student, a momentum copy)."""
+    return {k: (v + 0.5 if v.is_floating_point() else v.clone()) for k, v in state.items()}
+
+
+def _dino(source: dict[str, torch.Tensor], teacher_prefix: str) -> dict:
+    """facebookresearch/dino main_dino.py: student (DDP) and teacher MultiCropWrapper
+    state dicts (backbone + DINOHead), optimizer, epoch, argparse args, loss center."""
+    import argparse
+
+    def wrapper(prefix: str, trunk: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        head = {"head.mlp.0.weight": torch.randn(16, 512), "head.mlp.0.bias": torch.randn(16),
+                "head.last_layer.weight_g": torch.ones(32, 1),
+                "head.last_layer.weight_v": torch.randn(32, 16)}
+        return {**{f"{prefix}backbone.{k}": v for k, v in trunk.items()},
+                **{prefix + k: v for k, v in head.items()}}
+
+    args = argparse.Namespace(arch="resnet18", patch_size=16, out_dim=32, norm_last_layer=True,
+                              momentum_teacher=0.996, use_fp16=False, lr=0.0005,
+                              global_crops_scale=(0.4, 1.0), data_path="/data/imagenet/train",
+                              output_dir=".", seed=0)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    return {"student": wrapper("module.", _shifted(_trunk(source))),
+            "teacher": wrapper(teacher_prefix, _trunk(source)),
+            "optimizer": opt.state_dict(), "epoch": 100, "args": args,
+            "dino_loss": {"center": torch.zeros(1, 32)},
+            "fp16_scaler": {"scale": 65536.0, "growth_factor": 2.0, "_growth_tracker": 0}}
+
+
+def _load_and_compare(path: Path, registry, source: dict[str, torch.Tensor], **kw):
+    enc, report = load_encoder(path, registry=registry, **kw)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = enc(x)
+    assert torch.equal(got, _reference_features(source, x)), report.lines()
+    assert not report.missing
+    return enc, report
+
+
+@pytest.mark.parametrize("teacher_prefix", ["module.", ""])
+def test_dino_full_checkpoint_teacher_by_default(tmp_path: Path, registry,
+                                                 teacher_prefix: str) -> None:
+    source = _source()
+    path = tmp_path / "checkpoint.pth"
+    torch.save(_dino(source, teacher_prefix), path)  # with a real argparse.Namespace
+    _, report = _load_and_compare(path, registry, source)
+    assert report.arch == "resnet18" and report.prefix == f"teacher.{teacher_prefix}backbone."
+    assert "student.module.backbone.conv1.weight" in report.ignored
+
+
+def test_dino_student_by_checkpoint_key(tmp_path: Path, registry) -> None:
+    source = _source()
+    path = tmp_path / "checkpoint.pth"
+    torch.save(_dino(_source(seed=5), "module."), path)
+    ckpt = _dino(source, "module.")
+    ckpt["student"], ckpt["teacher"] = _dino(source, "module.")["teacher"], \
+        _dino(_source(seed=5), "module.")["teacher"]
+    torch.save(ckpt, path)
+    _, report = _load_and_compare(path, registry, source, checkpoint_key="student")
+    assert report.prefix == "student.module.backbone."
+    with pytest.raises(CheckpointError, match="no 'ema' entry") as info:
+        load_encoder(path, registry=registry, checkpoint_key="ema")
+    assert "student" in str(info.value) and "teacher" in str(info.value)
+
+
+def _lightning(state: dict[str, torch.Tensor], hparams: object) -> dict:
+    """A Lightning .ckpt (what solo-learn and lightly's examples save)."""
+    return {"epoch": 9, "global_step": 90, "pytorch-lightning_version": "2.4.0",
+            "state_dict": state, "loops": {"fit_loop": {"state_dict": {}}},
+            "callbacks": {}, "optimizer_states": [{"state": {}, "param_groups": []}],
+            "lr_schedulers": [], "hparams_name": "kwargs", "hyper_parameters": hparams}
+
+
+def test_lightly_sequential_backbone(tmp_path: Path, registry, monkeypatch) -> None:
+    import sys
+    import types
+
+    source = _source()
+    # lightly: backbone = nn.Sequential(*list(resnet18().children())[:-1])
+    net = torchvision.models.resnet18(weights=None)
+    net.load_state_dict(source)
+    seq = torch.nn.Sequential(*list(net.children())[:-1])
+    state = {f"backbone.{k}": v for k, v in seq.state_dict().items()}
+    state.update({f"backbone_momentum.{k}": v + 1 for k, v in seq.state_dict().items()
+                  if v.is_floating_point()})
+    state["projection_head.layers.0.weight"] = torch.randn(128, 512)
+    assert "backbone.4.0.conv1.weight" in state and "backbone.0.weight" in state
+    # Lightning's AttributeDict hyperparameters, pickled under Lightning's own class path
+    mod = types.ModuleType("lightning.fabric.utilities.data")
+
+    class AttributeDict(dict):
+        pass
+
+    AttributeDict.__module__, AttributeDict.__qualname__ = mod.__name__, "AttributeDict"
+    mod.AttributeDict = AttributeDict  # type: ignore[attr-defined]
+    for name in ("lightning", "lightning.fabric", "lightning.fabric.utilities"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    path = tmp_path / "epoch=9-step=90.ckpt"
+    torch.save(_lightning(state, AttributeDict(lr=0.06, max_epochs=10)), path)
+    monkeypatch.delitem(sys.modules, mod.__name__)  # loading must not need Lightning
+    _, report = _load_and_compare(path, registry, source)
+    assert report.format == "lightly" and report.prefix == "backbone."
+    assert "backbone_momentum.0.weight" in report.ignored
+
+
+def test_solo_learn_lightning_checkpoint(tmp_path: Path, registry) -> None:
+    source = _source()
+    state = {**{f"backbone.{k}": v for k, v in _trunk(source).items()},
+             **{f"momentum_backbone.{k}": v for k, v in _shifted(_trunk(source)).items()},
+             "projector.0.weight": torch.randn(64, 512), "classifier.weight": torch.randn(10, 512),
+             "classifier.bias": torch.randn(10)}
+    path = tmp_path / "byol-cifar10-ep=9.ckpt"
+    torch.save(_lightning(state, {"cfg": {"method": "byol", "backbone": {"name": "resnet18"}}}),
+               path)
+    _, report = _load_and_compare(path, registry, source)
+    assert report.prefix == "backbone."
+
+
+def test_moco_v3_base_encoder(tmp_path: Path, registry) -> None:
+    source = _source()
+    mlp = {"fc.0.weight": torch.randn(64, 512), "fc.1.weight": torch.ones(64),
+           "fc.1.bias": torch.zeros(64), "fc.3.weight": torch.randn(32, 64)}
+    state = {**{f"module.base_encoder.{k}": v for k, v in {**_trunk(source), **mlp}.items()},
+             **{f"module.momentum_encoder.{k}": v for k, v in _shifted(_trunk(source)).items()},
+             "module.predictor.0.weight": torch.randn(32, 32)}
+    path = tmp_path / "r-18-100ep.pth.tar"
+    torch.save({"epoch": 100, "arch": "resnet18", "state_dict": state,
+                "optimizer": {"state": {}, "param_groups": []},
+                "scaler": {"scale": 1024.0, "_growth_tracker": 3}}, path)
+    _, report = _load_and_compare(path, registry, source)
+    assert report.prefix == "module.base_encoder."
+    enc, report = load_encoder(path, registry=registry, checkpoint_key="momentum_encoder")
+    assert report.prefix == "module.momentum_encoder."
+    assert torch.equal(enc.state_dict()["conv1.weight"], source["conv1.weight"] + 0.5)
+
+
+def test_mmselfsup_mmpretrain_checkpoint(tmp_path: Path, registry) -> None:
+    source = _source()
+    state = {**{f"backbone.{k}": v for k, v in _trunk(source).items()},
+             "neck.mlp.0.weight": torch.randn(64, 512),
+             **{f"momentum_encoder.module.0.{k}": v for k, v in _shifted(_trunk(source)).items()},
+             "head.loss_module.queue": torch.randn(64, 16)}
+    path = tmp_path / "epoch_200.pth"
+    torch.save({"meta": {"mmengine_version": "0.10.3", "epoch": 200, "iter": 1000,
+                         "experiment_name": "mocov2_resnet18", "seed": 0},
+                "state_dict": state, "message_hub": {"log_scalars": {}, "runtime_info": {}},
+                "optimizer": {"state": {}, "param_groups": []}, "param_schedulers": []}, path)
+    _, report = _load_and_compare(path, registry, source)
+    assert report.prefix == "backbone."
+
+
+def test_swav_checkpoint(tmp_path: Path, registry) -> None:
+    source = _source()
+    state = {**{f"module.{k}": v for k, v in _trunk(source).items()},
+             "module.projection_head.0.weight": torch.randn(64, 512),
+             "module.prototypes.weight": torch.randn(30, 64)}
+    for name, obj in (("swav_800ep_pretrain.pth.tar", state),
+                      ("ckp-99.pth", {"epoch": 100, "state_dict": state, "optimizer": {}})):
+        torch.save(obj, tmp_path / name)
+        _, report = _load_and_compare(tmp_path / name, registry, source)
+        assert report.prefix == "module."
+
+
+def test_timm_train_checkpoint(tmp_path: Path, registry) -> None:
+    import argparse
+
+    source = _source()
+    path = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 99, "arch": "resnet18", "state_dict": dict(source),
+                "state_dict_ema": _shifted(source), "optimizer": {}, "version": 2,
+                "args": argparse.Namespace(model="resnet18", lr=0.1), "metric": 71.2}, path)
+    _, report = _load_and_compare(path, registry, source)
+    assert report.arch == "resnet18"
+
+
+def test_safetensors_file(tmp_path: Path, registry) -> None:
+    from safetensors.torch import save_file
+
+    source = _source()
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.items()}, str(path))
+    _, report = _load_and_compare(path, registry, source)
+    assert report.format == "torchvision"
+    path.write_bytes(path.read_bytes()[:200])  # a partial download
+    with pytest.raises(CheckpointError, match="damaged safetensors"):
+        load_encoder(path, registry=registry)
+
+
+def test_unlisted_globals_are_still_refused(tmp_path: Path) -> None:
+    import argparse
+
+    path = tmp_path / "mixed.pth"
+    torch.save({"state_dict": _source(), "args": argparse.Namespace(lr=1), "x": _Custom()}, path)
+    with pytest.raises(CheckpointError, match="_Custom") as info:
+        load_encoder(path)
+    assert "Namespace" not in str(info.value)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import require_plugins, write_images
+from helpers import require_plugins, write_aloi_views, write_images
 from torch import Tensor, nn
 
 from ssl_core.errors import RecipeError, SslcError
@@ -124,20 +124,20 @@ def config() -> TrainConfig:
                        checkpoint_every=100, seed=5)
 
 
-def make_objective(bn: bool) -> Any:
+def make_objective(bn: bool, groups: int | None = None) -> Any:
     torch.manual_seed(0)
     objective = get_registry().create("objective", {"type": "moco-queue", "queue_size": QUEUE, "dim": 4,
-                                                    "momentum": 0.9})
+                                                    "momentum": 0.9, "shuffle_bn_groups": groups})
     objective.bind(TinyEncoder(bn))
     return objective
 
 
-def train(bn: bool, checkpoint: Path) -> tuple[Any, list[float], list[Tensor]]:
+def train(bn: bool, checkpoint: Path, groups: int | None = None) -> tuple[Any, list[float], list[Tensor]]:
     """Two steps of the real Trainer; returns the objective, the logged losses and the keys
     this rank handed to the queue at each step (before they were gathered)."""
     from ssl_core.run.trainer import Trainer
 
-    objective = make_objective(bn)
+    objective = make_objective(bn, groups)
     keys: list[Tensor] = []
     enqueue = objective._dequeue_and_enqueue
 
@@ -203,6 +203,20 @@ def test_without_batch_norm_two_ranks_train_what_one_process_trains(two_ranks: P
     assert moved.abs().max() > 1e-3  # the steps changed the weights: the comparison can fail
 
 
+@pytest.mark.slow  # two spawned ranks (shared by these tests)
+def test_with_batch_norm_one_process_emulating_shuffle_bn_trains_what_two_ranks_train(
+        two_ranks: Path, tmp_path: Path) -> None:
+    """moco-queue's `shuffle_bn_groups: 2` in one process: the losses, the weights and the
+    running statistics (rank 0's, which DDP broadcasts) of the two-rank shuffle-BN run."""
+    objective, history, _ = train(True, tmp_path / "checkpoint.pt", groups=WORLD)
+    ddp = load(two_ranks, True, 0)
+    torch.testing.assert_close(torch.tensor(ddp["history"]), torch.tensor(history), rtol=0, atol=1e-5)
+    for key, value in objective.state_dict().items():
+        torch.testing.assert_close(ddp["state"][key], value, rtol=0, atol=1e-5, msg=key)
+    plain, plain_history, _ = train(True, tmp_path / "plain.pt", groups=1)
+    assert max(abs(a - b) for a, b in zip(plain_history, history, strict=True)) > 1e-4
+
+
 @pytest.mark.slow  # two spawned ranks (shared by these three tests)
 def test_queue_holds_both_ranks_keys_in_rank_order_and_ranks_agree(two_ranks: Path) -> None:
     r0, r1 = load(two_ranks, True, 0), load(two_ranks, True, 1)
@@ -259,19 +273,6 @@ probes:
   viewpoint: {{type: aloi-viewpoint, dataset: aloi, image_size: 16}}
 probe_settings: {{top_k: [3], num_workers: 0, resamples: 50}}
 """
-
-
-def write_aloi_views(root: Path, objects: int = 4, views: int = 6) -> None:
-    """A tiny ALOI viewpoint folder in its native layout (`{obj}/{obj}_r{angle}.png`)."""
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(1)
-    for obj in range(1, objects + 1):
-        folder = root / "aloi_red2_view" / str(obj)
-        folder.mkdir(parents=True)
-        for v in range(views):
-            pixels = (torch.rand(16, 16, 3, generator=g) * 255).to(torch.uint8).numpy()
-            Image.fromarray(pixels).save(folder / f"{obj}_r{v * 5}.png")
 
 
 def make_recipe(tmp_path: Path) -> Path:

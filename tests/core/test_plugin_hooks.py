@@ -94,3 +94,21 @@ def test_a_class_of_the_wrong_kind_is_a_clear_error(monkeypatch: pytest.MonkeyPa
     host._add([("odd", _module("odd", register_encoders=register_encoders), None, None)])
     with pytest.raises(ComponentError, match="plugin 'odd'.*not an Encoder|not a Encoder"):
         host.registry.create("encoder", {"type": "not-an-encoder"})
+
+
+def test_a_misspelled_hook_is_a_load_failure_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pluggy would ignore a hook no spec knows: the plugin would load with nothing in it."""
+    monkeypatch.delenv("SSLC_STRICT_PLUGINS", raising=False)
+
+    @hookimpl
+    def register_dataset(register):  # the hook is register_datasets
+        register("data-typo", _Data)
+
+    host = PluginHost()
+    host._add([("typo", _module("t", register_dataset=register_dataset), None, None),
+               ("good", _plugin("good"), None, None)])
+    assert "data-good" in host.registry.specs["dataset"]
+    assert [(f.name, f.stage) for f in host.failures] == [("typo", "register")]
+    assert "'register_dataset' is not an sslc hook; did you mean 'register_datasets'?" in \
+        host.failures[0].error
+    assert "typo" not in host.plugins and host.pm.get_plugin("typo") is None

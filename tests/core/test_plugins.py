@@ -102,6 +102,11 @@ def test_broken_import_is_reported_and_others_still_load(
     assert failure.stage == "import" and "no foo" in failure.error
     assert host.registry.create("encoder", {"type": "fake-wide-net", "width": 7}).feature_dim == 7
     assert host.plugins["other"].version == "1.2.3"
+    # a component of the broken plugin is unknown, and the error says why
+    with pytest.raises(ComponentError) as err:
+        host.registry.create("encoder", {"type": "fake-net"})
+    assert "plugin broken failed to import: ImportError: no foo" in (err.value.hint or "")
+    assert "pip install" not in (err.value.hint or "")
 
 
 def test_strict_mode_makes_a_broken_plugin_fatal(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:

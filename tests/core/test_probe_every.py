@@ -9,11 +9,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from helpers import TINY_TRAIN_RECIPE, assert_user_error, require_plugins, write_images
-from PIL import Image
+from helpers import (
+    TINY_TRAIN_RECIPE,
+    assert_user_error,
+    require_plugins,
+    write_aloi_views,
+    write_images,
+)
 
 from ssl_core.errors import RecipeError
 from ssl_core.recipe.schema import load_recipe
@@ -28,24 +32,12 @@ probe_settings: {top_k: [3], num_workers: 0, resamples: 50}
 LAMPS = (110, 120, 130, 140, 150, 160)
 
 
-def write_aloi(root: Path, objects: int = 3) -> None:
-    """Tiny ALOI view and colour subsets in their native layout."""
-    rng = np.random.default_rng(1)
-    for obj in range(1, objects + 1):
-        names = [("aloi_red2_view", f"{obj}_r{a}.png") for a in range(0, 30, 5)]
-        names += [("aloi_red2_col", f"{obj}_i{lamp}.png") for lamp in LAMPS]
-        for subset, name in names:
-            path = root / subset / str(obj) / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(path)
-
-
 def make_recipe(tmp_path: Path, name: str = "pe") -> Path:
     require_plugins("image-folder", "aloi", "aloi-viewpoint", "aloi-illumination-color", "resnet18",
                     "aggressive-crop", "moco-queue")
     if not (tmp_path / "images").exists():
         write_images(tmp_path / "images", {"a": 8, "b": 8}, size=20)  # 2 steps an epoch
-        write_aloi(tmp_path / "aloi")
+        write_aloi_views(tmp_path / "aloi", lamps=LAMPS, seed=1)
     recipe = tmp_path / f"{name}.yaml"
     recipe.write_text(TINY_TRAIN_RECIPE.format(name=name, root=tmp_path, batch_size=8) + PROBES)
     return recipe

@@ -216,3 +216,111 @@ def test_schema_accepts_the_keys_validate_accepts() -> None:
     [pr] = defs["invariance-probe-component"]["oneOf"]
     assert set(RECIPE_KEYS["evaluator"]) <= set(ev["properties"])
     assert set(RECIPE_KEYS["invariance-probe"]) <= set(pr["properties"])
+
+
+def test_a_checkpoint_format_is_any_registered_one(tmp_path: Path) -> None:
+    """Not a fixed list: a third-party format registered by a plugin can be named too."""
+    from ssl_core.plugin.registry import checkpoint_formats
+
+    def recipe(fmt: str) -> Path:
+        path = tmp_path / "r.yaml"
+        path.write_text("name: r\nmodels:\n  m:\n    encoder: {type: resnet18}\n"
+                        f"    checkpoint: {{path: w.pth, format: {fmt}}}\n")
+        return path
+
+    registered = [f for f in checkpoint_formats(get_registry()) if f not in ("auto", "plain", "sslc")]
+    assert registered, "no plugin registers a checkpoint format"
+    assert load_recipe(recipe(registered[0])).recipe.models["m"].checkpoint.format == registered[0]
+    with pytest.raises(RecipeError, match=r"r.yaml:5.*'mocov9' is not a checkpoint format") as e:
+        load_recipe(recipe("mocov9"))
+    assert "choose from auto, plain, sslc" in e.value.hint
+
+
+# -- issue 20 item 9: what `sslc validate` catches before any training ---------------------
+
+
+def test_resamples_too_few_for_a_95_interval(tmp_path: Path) -> None:
+    text = BASE + "probe_settings: {resamples: 5}\n"
+    with pytest.raises(RecipeError, match=r"probe_settings\.resamples.*r\.yaml:\d+.*95%"):
+        load_recipe(write(tmp_path, "r.yaml", text))
+    load_recipe(write(tmp_path, "r.yaml", BASE + "probe_settings: {resamples: 0}\n"))
+
+
+REPORT = BASE.replace("profiles:", """\
+  other:
+    encoder: {type: resnet18}
+report:
+  baseline: BASELINE
+  claims:
+    - {claim: better, model: MODEL, probe: p, direction: higher}
+profiles:""")
+
+
+def report_recipe(baseline: str, model: str) -> str:
+    return REPORT.replace("BASELINE", baseline).replace("MODEL", model)
+
+
+def test_report_naming_a_model_that_does_not_exist_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", report_recipe("mm", "other"))
+    with pytest.raises(RecipeError, match=r"report\.baseline \(.*r\.yaml:\d+\).*'mm'") as info:
+        load_recipe(path)
+    assert "m, other" in (info.value.hint or "")
+    path = write(tmp_path, "r.yaml", report_recipe("m", "otehr"))
+    with pytest.raises(RecipeError, match=r"report\.claims\.0\.model \(.*r\.yaml:\d+\).*'otehr'"):
+        load_recipe(path)
+
+
+def test_a_report_model_dropped_by_set_or_a_profile_is_allowed(tmp_path: Path) -> None:
+    """The report then says the model is not in this run; a typo is what is refused."""
+    path = write(tmp_path, "r.yaml", report_recipe("m", "other"))
+    loaded = load_recipe(path, overrides=["models.other=null"])
+    assert "other" not in loaded.recipe.models
+
+
+def test_a_sampler_that_wants_an_encoder_without_sampler_encoder(tmp_path: Path) -> None:
+    from helpers import require_plugins
+
+    require_plugins("selective-search-tracker", "video-folder")
+    text = BASE.replace("pair_sampler: {type: aggressive-crop, size: 32}",
+                        "pair_sampler: {type: selective-search-tracker}").replace(
+        "train: {type: image-folder, root: imagenet/train}", "train: {type: video-folder, root: v}")
+    with pytest.raises(RecipeError, match=r"models\.m\.train\.pair_sampler \(.*r\.yaml:\d+\).*"
+                                          r"frozen encoder") as info:
+        load_recipe(write(tmp_path, "r.yaml", text))
+    assert "sampler_encoder" in (info.value.hint or "")
+
+
+def test_a_probe_on_a_dataset_of_video_files_is_refused(tmp_path: Path) -> None:
+    from helpers import require_plugins
+
+    require_plugins("video-folder", "aloi-viewpoint")
+    text = BASE.replace("profiles:", """\
+probes:
+  view: {type: aloi-viewpoint, dataset: clips}
+profiles:""").replace("datasets:\n", "datasets:\n  clips: {type: video-folder, root: v}\n")
+    with pytest.raises(RecipeError, match=r"probes\.view\.dataset \(.*r\.yaml:\d+\).*video files"):
+        load_recipe(write(tmp_path, "r.yaml", text))
+
+
+def test_probe_every_without_probes_is_refused(tmp_path: Path) -> None:
+    """It would print "done before, skipped" at every epoch of a fresh run."""
+    text = BASE.replace("      batch_size: 8\n", "      batch_size: 8\n      probe_every: 1\n", 1)
+    with pytest.raises(RecipeError, match=r"models\.m\.train\.probe_every \(.*r\.yaml:\d+\).*no probes") as info:
+        load_recipe(write(tmp_path, "r.yaml", text))
+    assert "probe_every=null" in (info.value.hint or "")
+
+
+def test_every_typo_in_a_recipe_is_reported_at_once_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: r\ndatasets:\n  train: {type: image-folder, root: x}\nmodels:\n  m:\n"
+        "    encoder: {type: resnet18, smal_input: true}\n    train:\n      dataset: train\n"
+        "      pair_sampler: {type: aggressive-crop, sise: 16}\n"
+        "      objective: {type: moco-queue, queue_sise: 16}\n")
+    with pytest.raises(ComponentError) as e:
+        load_recipe(path)
+    text = str(e.value)
+    assert "3 components of the recipe are wrong" in text
+    for line, typo, meant in ((6, "smal_input", "small_input"), (9, "sise", "size"),
+                              (10, "queue_sise", "queue_size")):
+        assert f"{typo} ({path}:{line}): unknown parameter; did you mean '{meant}'?" in text

@@ -9,8 +9,14 @@ import pytest
 from rich.console import Console
 
 from ssl_core.errors import RecipeError
+from ssl_core.measure.estimates import compare, top_key
+from ssl_core.measure.estimates import estimate as _estimate
 from ssl_core.recipe.schema import Recipe
-from ssl_core.report.render import build_report, cell, compare
+from ssl_core.report.render import build_report
+
+
+def cell(result, k):  # the report's cell: one top-K estimate
+    return _estimate(result, top_key(k))
 
 
 def _recipe(report: dict[str, Any] | None = None) -> Recipe:
@@ -232,3 +238,30 @@ def test_ris_during_training_section() -> None:
     md = rep["markdown"]
     assert "## moco: invariance during training (top-10 RIS, %) (`probe_every: 1`)" in md
     assert "| 2 | 57.00 [56.00, 58.00] |" in md
+
+
+def test_a_missing_or_unreadable_seed_result_is_shown_as_partial(tmp_path, capsys) -> None:
+    """With one seed's probe result missing (and another's truncated), the value says
+    `1 of 3 seeds` instead of passing for a one-seed number, and the unreadable file is named."""
+    from ssl_core.report.render import render_report
+
+    recipe = Recipe.model_validate({
+        "name": "r", "source": "r.yaml", "seeds": [0, 1, 2],
+        "datasets": {"train": {"type": "image-folder", "root": "x"}},
+        "models": {"moco": {"encoder": {"type": "resnet18"}, "train": {
+            "dataset": "train", "pair_sampler": {"type": "aggressive-crop"},
+            "objective": {"type": "moco-queue"}}}},
+        "probes": {"viewpoint": {"type": "aloi-viewpoint"}},
+    })
+    (tmp_path / "run_info.json").write_text(json.dumps({"recipe": "r", "seeds": [0, 1, 2]}))
+    first = tmp_path / "seed-0" / "probes" / "moco" / "viewpoint.json"
+    first.parent.mkdir(parents=True)
+    first.write_text(json.dumps({**_result(48.0, 2.0), "seed": 0}))
+    torn = tmp_path / "seed-2" / "probes" / "moco" / "viewpoint.json"
+    torn.parent.mkdir(parents=True)
+    torn.write_text('{"top10": 4')  # seed 1's result is missing altogether
+    report = render_report(tmp_path, recipe, write=False)
+    assert "48.00 [46.00, 50.00], 1 of 3 seeds" in report["markdown"]
+    assert report["json"]["probes"]["moco"]["viewpoint"]["seeds_run"] == 3
+    assert report["json"]["unreadable"] == [str(torn)]
+    assert "seed-2/probes/moco/viewpoint.json is not a readable result" in capsys.readouterr().err.replace("\n", "")

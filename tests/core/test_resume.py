@@ -13,27 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import require_plugins, write_images
-
-RECIPE = """\
-name: resume
-data_root: {root}
-datasets:
-  train: {{type: image-folder, root: images}}
-models:
-  m:
-    encoder: {{type: resnet18, small_input: true}}
-    train:
-      dataset: train
-      pair_sampler: {{type: aggressive-crop, size: 32}}
-      objective: {{type: moco-queue, queue_size: 32, dim: 16, momentum: 0.9}}
-      epochs: 3
-      batch_size: 8
-      lr: 0.05
-      num_workers: {workers}
-      checkpoint_every: 2
-      seed: 3
-"""
+from helpers import require_plugins, tiny_train_recipe, write_images
 
 
 def make_recipe(tmp_path: Path, workers: int = 0) -> Path:
@@ -41,7 +21,10 @@ def make_recipe(tmp_path: Path, workers: int = 0) -> Path:
     if not (tmp_path / "images").exists():
         write_images(tmp_path / "images", {"a": 20, "b": 20}, size=40)
     path = tmp_path / "recipe.yaml"
-    path.write_text(RECIPE.format(root=tmp_path, workers=workers))
+    path.write_text(tiny_train_recipe(
+        "resume", tmp_path, sampler={"size": 32},
+        objective={"queue_size": 32, "dim": 16, "momentum": 0.9},
+        train={"epochs": 3, "lr": 0.05, "num_workers": workers, "checkpoint_every": 2, "seed": 3}))
     return path
 
 

@@ -15,13 +15,27 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, model_validator
 
-from ssl_core import Dataset, Encoder, ObjectiveOutput, Params, hookimpl
+from ssl_core import (
+    Dataset,
+    Encoder,
+    EvaluationResult,
+    Evaluator,
+    InvarianceProbe,
+    ObjectiveOutput,
+    Params,
+    Preprocessing,
+    ProbeItem,
+    ProbeSet,
+    hookimpl,
+)
 from ssl_core.testing import (
     ContractViolation,
     _parse_plugin,
     check_dataset,
     check_encoder,
     check_entry_point,
+    check_evaluator,
+    check_invariance_probe,
     check_objective,
     check_pair_sampler,
     check_params_reject_unknown_keys,
@@ -334,3 +348,72 @@ def test_check_steps_never_wait_passes_tensor_metrics_and_names_a_read_back() ->
         check_steps_never_wait(reads_back, [batch(), batch()])
     with pytest.raises(ContractViolation, match="at least two batches"):
         check_steps_never_wait(good, [batch()])
+
+
+# -- invariance probes and evaluators ------------------------------------------------------------
+class _Probe(InvarianceProbe):
+    """Every image, one trajectory per `group`; `flip_labels` breaks the one-class rule."""
+
+    dataset_type = "fake-folder"
+
+    def __init__(self, flip_labels: bool = False) -> None:
+        self.flip_labels = flip_labels
+
+    def build(self, dataset: Dataset) -> ProbeSet:
+        items = [ProbeItem(r, "t", f"c{i % 2}" if self.flip_labels else "c")
+                 for i, r in enumerate(dataset.records())]
+        return ProbeSet("fake", items, (12, 12))
+
+
+class _Evaluator(Evaluator):
+    """The mean of the features' first column; `noise` draws unseeded, `nan` breaks it."""
+
+    def __init__(self, noise: bool = False, nan: bool = False) -> None:
+        self.noise, self.nan = noise, nan
+
+    def evaluate(self, dataset, features, *, test_dataset=None, progress=None) -> EvaluationResult:
+        feats = features("all", dataset.records(), Preprocessing((12, 12)))
+        value = float(feats[:, 0].mean()) + (random.random() if self.noise else 0.0)
+        return EvaluationResult({"score": float("nan") if self.nan else value})
+
+
+def test_invariance_probe_contract_passes_a_good_probe_and_names_broken_ones(folder: Path) -> None:
+    ds = fake_plugin.FakeFolder(fake_plugin.FakeFolderParams(root=str(folder)))
+    probe_set = check_invariance_probe(_Probe(), ds, encoder=encoder(), top_k=(1,))
+    assert len(probe_set.items) == 3
+    with pytest.raises(ContractViolation, match="trajectory 't' spans two classes"):
+        check_invariance_probe(_Probe(flip_labels=True), ds)
+
+
+def test_evaluator_contract_passes_a_good_evaluator_and_names_broken_ones(folder: Path) -> None:
+    ds = fake_plugin.FakeFolder(fake_plugin.FakeFolderParams(root=str(folder)))
+    result = check_evaluator(_Evaluator(), ds, encoder())
+    assert set(result.metrics) == {"score"}
+    with pytest.raises(ContractViolation, match="metric 'score' is not a finite number"):
+        check_evaluator(_Evaluator(nan=True), ds, encoder())
+    with pytest.raises(ContractViolation, match="a second run gave other metrics"):
+        check_evaluator(_Evaluator(noise=True), ds, encoder())
+
+
+class ChannelsLastSampler(fake_plugin.NoisyCopies):
+    """Views as (H, W, C), the layout PIL and numpy give."""
+
+    def pairs(self, dataset):
+        inner = super().pairs(dataset)
+
+        class HWC(torch.utils.data.Dataset):
+            def __len__(self) -> int:
+                return len(inner)
+
+            def __getitem__(self, i):
+                item = inner[i]
+                return {**item, **{k: item[k].permute(1, 2, 0).contiguous() for k in ("query", "key")}}
+
+        return HWC()
+
+
+def test_channels_last_views_are_named(folder: Path) -> None:
+    ds = fake_plugin.FakeFolder(fake_plugin.FakeFolderParams(root=str(folder)))
+    sampler = ChannelsLastSampler(fake_plugin.NoisyCopiesParams())
+    with pytest.raises(ContractViolation, match=r"a view is channels-first \(C, H, W\)"):
+        check_pair_sampler(sampler, ds)

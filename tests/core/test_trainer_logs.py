@@ -276,3 +276,30 @@ def test_cuda_loop_syncs_with_the_host_only_at_log_points(tmp_path: Path, monkey
         torch.cuda.set_sync_debug_mode(0)
     assert fetches == [4, 8, 10] and result.steps == 10
     assert len(read_log(tmp_path)) == 11 and all(math.isfinite(x) for x in result.history)
+
+
+class LargerKeys(Pairs):
+    """A broken sampler's items: the key 8 px larger than the query (an in-batch loss
+    through a global pool would train on them without a word)."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(index)
+        return {**item, "key": torch.rand(3, self.size + 8, self.size + 8)}
+
+
+def test_a_sampler_whose_views_differ_in_shape_is_named_at_the_first_step(tmp_path: Path) -> None:
+    from ssl_core.errors import ComponentError
+
+    trainer = make_trainer(tmp_path)
+    trainer.pairs = LargerKeys(20)
+    trainer.pairs_from = "pair sampler 'broken' (models.m.train.pair_sampler)"
+    batch = torch.utils.data.default_collate([trainer.pairs[i] for i in range(4)])
+    with pytest.raises(ComponentError, match=r"pair sampler 'broken' \(models.m.train.pair_sampler\) "
+                                             r"gave query \(4, 3, 8, 8\) and key \(4, 3, 16, 16\)"):
+        trainer.run_step(batch)
+    good = torch.utils.data.default_collate([Pairs(20)[i] for i in range(4)])
+    assert torch.isfinite(trainer.run_step(good).loss)
+    hwc = {**good, "query": good["query"].permute(0, 2, 3, 1), "key": good["key"].permute(0, 2, 3, 1)}
+    fresh = make_trainer(tmp_path / "b")
+    with pytest.raises(ComponentError, match=r"'query' batches of shape \(4, 8, 8, 3\)"):
+        fresh.run_step(hwc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from ssl_core.kit.video import (
     VideoRecord,
     inspect_video,
     read_frames,
+    read_tracks_sidecar,
     select_videos,
     xywh_to_xyxy,
 )
@@ -124,9 +126,57 @@ def test_a_truncated_video_is_one_error_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_xywh_boxes_become_corners_and_absent_targets_nan() -> None:
-    out = xywh_to_xyxy(np.array([[1, 2, 3, 4], [0, 0, 0, 0], [5, 5, np.nan, 1]]))
+    out = xywh_to_xyxy(np.array([[1, 2, 3, 4], [0, 0, 0, 0], [np.nan] * 4, [5, 5, np.nan, 1]]))
     assert out[0].tolist() == [1, 2, 4, 6]
-    assert np.isnan(out[1:]).all()
+    assert np.isnan(out[1:3]).all()
+    # one NaN value is a malformed box, not an absent target: kept for check_boxes to name
+    assert not np.isnan(out[3]).all()
+
+
+def _sidecar(path: Path, objects: list, size: list[int] | None = None) -> Path:
+    doc: dict = {"num_frames": 3, "objects": objects}
+    if size is not None:
+        doc["size"] = size
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_sidecar_points_instead_of_boxes_are_refused_naming_the_object(tmp_path: Path) -> None:
+    side = _sidecar(tmp_path / "a.tracks.json", [
+        {"id": 1, "boxes": [[1, 2, 5, 6], None, [1, 2, 5, 6]]},
+        {"id": 2, "boxes": [[1, 2], [3, 4], [5, 6], [7, 8]]}])
+    with pytest.raises(DataError, match=r"a\.tracks\.json, object 2 \(id 2\), frame 1: .*4 numbers"):
+        read_tracks_sidecar(side)
+
+
+def test_sidecar_objects_sharing_an_id_are_refused(tmp_path: Path) -> None:
+    side = _sidecar(tmp_path / "a.tracks.json", [
+        {"id": 7, "boxes": [None, None, None]}, {"id": 7, "boxes": [[1, 2, 5, 6]] * 3}])
+    with pytest.raises(DataError, match=r"object 2 has id 7, as object 1"):
+        read_tracks_sidecar(side)
+
+
+@pytest.mark.parametrize(("box", "why"), [
+    ([1, 2, "Infinity", 6], "not finite"), ([5, 2, 1, 6], "inverted"),
+    ([40, 2, 50, 6], "wholly outside the 32x24 frame"),
+    ([31.6, 2, 40, 6], "less than a pixel inside the 32x24 frame")])
+def test_sidecar_bad_boxes_are_refused_when_read(tmp_path: Path, box: list, why: str) -> None:
+    side = tmp_path / "a.tracks.json"
+    side.write_text(json.dumps({"num_frames": 2, "size": [24, 32], "objects": [
+        {"id": "car", "boxes": [[1, 2, 5, 6], box]}]}).replace('"Infinity"', "Infinity"))
+    with pytest.raises(DataError, match=rf"object 1 \(id 'car'\), frame 2: box .*{why}"):
+        read_tracks_sidecar(side)
+
+
+def test_sidecar_boxes_partly_outside_are_clipped(tmp_path: Path) -> None:
+    side = _sidecar(tmp_path / "a.tracks.json", [{"id": 1, "boxes": [[-4, 2, 5, 30], None, None]}],
+                    size=[24, 32])
+    tracks, _ = read_tracks_sidecar(side)
+    assert tracks["1"].boxes[0].tolist() == [0, 2, 5, 24]
+    # without a size in the file, the reader's frame size (height, width) is used
+    side = _sidecar(tmp_path / "b.tracks.json", [{"id": 1, "boxes": [[-4, 2, 5, 30], None, None]}])
+    tracks, _ = read_tracks_sidecar(side, frame_size=(24, 32))
+    assert tracks["1"].boxes[0].tolist() == [0, 2, 5, 24]
 
 
 def test_select_videos_keeps_a_stable_subset_and_replaces_bad_ones() -> None:

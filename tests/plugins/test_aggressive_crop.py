@@ -1,5 +1,6 @@
 """aggressive-crop: the official MoCo-v2 pipeline in order (PIL blur included), reproducible
-views under torch's seed, clear data errors, and the plugin contract."""
+views under torch's seed, clear data errors, the plugin contract, and the view augmentation
+the video samplers and the tracker compose."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torchvision import transforms
 from torchvision.transforms import functional as TF
 
 import sslc_plugins.aggressive_crop as plugin
-from ssl_core import ComponentError, DataError, Dataset, ImageRecord
+from ssl_core import ComponentError, DataError, Dataset, ImageRecord, ViewAugmentation
 from ssl_core.run.seeding import SeededItems
 from ssl_core.testing import (
     check_pair_sampler,
@@ -24,12 +25,14 @@ from ssl_core.testing import (
     forbid_host_syncs,
     fresh_host,
 )
-from sslc_plugins import aggressive_crop_gpu as gpu
 from sslc_plugins.aggressive_crop import (
     AggressiveCrop,
     AggressiveCropParams,
     GaussianBlur,
+    MocoV2ViewParams,
+    MocoV2Views,
     ToNormalizedTensor,
+    gpu,
 )
 
 
@@ -272,6 +275,80 @@ def test_plugin_contract(folder: Path) -> None:
                 {"jitter_p": 1.5}, {"sizee": 3}):
         with pytest.raises(ComponentError):
             registry.create("pair-sampler", {"type": "aggressive-crop", **bad})
+        with pytest.raises(ComponentError):
+            registry.create("view-augmentation", {"type": "aggressive-crop", **bad})
+
+
+# -- the view augmentation ---------------------------------------------------------------------
+def test_view_augmentation_is_registered_and_is_the_samplers_pipeline() -> None:
+    regs = check_registers_cleanly(plugin, "aggressive-crop")
+    assert {(r.kind, r.name) for r in regs} == {("pair-sampler", "aggressive-crop"),
+                                                ("view-augmentation", "aggressive-crop")}
+    registry = fresh_host(plugin, "aggressive-crop").registry
+    check_params_reject_unknown_keys("view-augmentation", "aggressive-crop", registry=registry)
+    views = registry.create("view-augmentation", {"type": "aggressive-crop", "size": 24})
+    assert isinstance(views, ViewAugmentation) and views.size == 24
+    with pytest.raises(ComponentError, match="subset"):  # the sampler's, not the views'
+        registry.create("view-augmentation", {"type": "aggressive-crop", "subset": "x"})
+    sampler = AggressiveCrop(AggressiveCropParams(size=24))
+    img = photo()
+    for seed in range(3):
+        torch.manual_seed(seed)
+        view = views(img)
+        torch.manual_seed(seed)
+        assert torch.equal(view, sampler.transform(img))
+        assert view.shape == (3, 24, 24) and view.dtype == torch.float32
+
+
+def test_draw_crop_then_finish_makes_the_pipelines_draws() -> None:
+    """What a sampler that draws the crop itself (the region tracker) gets: the same view as
+    the whole pipeline under the same seed, and the flip it drew."""
+    views = MocoV2Views(MocoV2ViewParams(size=20, blur_p=0.7))
+    img = photo()
+    flips = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        whole = views(img)
+        torch.manual_seed(seed)
+        crop = views.draw_crop(img)
+        part, flipped = views.finish(img, crop)
+        assert torch.equal(whole, part), seed
+        top, left, h, w = crop
+        assert top >= 0 and left >= 0 and top + h <= img.height and left + w <= img.width
+        flips.add(flipped)
+    assert flips == {True, False}
+    # the flip it reports is the one applied: mirror the same draws without a flip
+    plain = MocoV2Views(MocoV2ViewParams(size=20, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
+                                         flip_p=1.0))
+    torch.manual_seed(0)
+    flipped_view, flipped = plain.finish(img, (0, 0, img.height, img.width))
+    unflipped = MocoV2Views(MocoV2ViewParams(size=20, jitter_p=0.0, grayscale_p=0.0,
+                                             blur_p=0.0, flip_p=0.0))
+    torch.manual_seed(0)
+    view, not_flipped = unflipped.finish(img, (0, 0, img.height, img.width))
+    assert flipped and not not_flipped and torch.equal(flipped_view, view.flip(-1))
+
+
+def test_on_device_batch_finishes_prepared_views_like_the_sampler() -> None:
+    views = MocoV2Views(MocoV2ViewParams(size=16, augment_on="gpu"))
+    img = photo()
+    items = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        q, qp = views.prepare(img)
+        k, kp = views.prepare(img)
+        assert q.dtype == torch.uint8 and q.shape == (3, 16, 16)
+        items.append({"query": q, "key": k, "query_params": qp, "key_params": kp, "index": seed})
+    batch = torch.utils.data.default_collate(items)
+    out = views.on_device_batch(dict(batch))
+    assert set(out) == {"query", "key", "index"}
+    assert out["query"].dtype == torch.float32 and out["key"].shape == (3, 3, 16, 16)
+    sampler = AggressiveCrop(AggressiveCropParams(size=16, augment_on="gpu"))
+    expected = sampler.on_device(dict(batch))
+    assert torch.equal(out["query"], expected["query"]) and torch.equal(out["key"], expected["key"])
+    # cpu views, or a batch without drawn parameters, pass through
+    assert MocoV2Views(MocoV2ViewParams(size=16)).on_device_batch(batch) is batch
+    assert views.on_device_batch({"query": out["query"]})["query"] is out["query"]
 
 
 # -- augment_on: gpu -----------------------------------------------------------------------
@@ -333,11 +410,11 @@ def test_gpu_path_gives_the_cpu_paths_views_under_the_same_seed(one_photo: Folde
 
 def draws(n: int, img: Image.Image, **kw) -> np.ndarray:
     """Parameters of `n` views, each drawn under its own seed as the trainer seeds items."""
-    views = plugin.CropViews([], AggressiveCropParams(size=8, augment_on="gpu", **kw))
+    views = MocoV2Views(MocoV2ViewParams(size=8, augment_on="gpu", **kw))
     out = []
     for seed in range(n):
         torch.default_generator.manual_seed(seed)
-        out.append(gpu.unpack([views.view(img)[1]])[0])
+        out.append(gpu.unpack([views.prepare(img)[1]])[0])
     return np.stack(out)
 
 

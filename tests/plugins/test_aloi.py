@@ -204,3 +204,28 @@ def test_wrong_tarball_layouts_are_named(tmp_path: Path, host: PluginHost) -> No
     with pytest.raises(DataError, match="aloi_red2_view does not exist") as err:
         host.registry.create("dataset", {"type": "aloi", "root": str(odd)}).prepare()
     assert "view_dir" in err.value.hint
+
+
+@pytest.mark.parametrize("probe", ["aloi-viewpoint", "aloi-illumination-direction",
+                                   "aloi-illumination-color"])
+def test_keeps_the_dataset_and_probe_contracts(probe: str, tmp_path: Path, host: PluginHost) -> None:
+    """The contract kit's checks on the native layout, each probe measured end to end."""
+    from ssl_core.testing import (
+        check_dataset,
+        check_invariance_probe,
+        check_params_reject_unknown_keys,
+        check_registers_cleanly,
+    )
+    from sslc_plugins import resnet
+
+    check_registers_cleanly(aloi, "aloi")
+    _fixture(tmp_path, objects=(1, 2))
+    config = {"root": str(tmp_path)}
+    check_params_reject_unknown_keys("dataset", "aloi", registry=host.registry, config=config)
+    check_params_reject_unknown_keys("invariance-probe", probe, registry=host.registry)
+    ds = host.registry.create("dataset", {"type": "aloi", **config})
+    ds.prepare()
+    check_dataset(ds)
+    encoder = resnet.ResNet18(resnet.ResNetParams(small_input=True))
+    p = host.registry.create("invariance-probe", {"type": probe, "image_size": 16})
+    check_invariance_probe(p, ds, encoder=encoder, top_k=(1, 5))

@@ -110,3 +110,56 @@ def test_cli_run_reports_the_missing_image_once(sslc, tmp_path: Path) -> None:
     assert_user_error(sslc("run", str(path), "--run-dir", str(tmp_path / "run"), "--stages", "train",
                            "--quiet"),
                       "instances_val2017.json", "000000000285.jpg")
+
+
+def _edit_json(root: Path, split: str, edit) -> None:
+    path = root / "annotations" / f"instances_{split}.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_two_images_with_one_id_are_refused(tmp_path: Path) -> None:
+    """One image's boxes would silently land on the other."""
+    standard_coco(tmp_path)
+    _edit_json(tmp_path, "train2017", lambda d: d["images"].__setitem__(
+        0, {**d["images"][0], "id": d["images"][1]["id"]}))
+    with pytest.raises(DataError, match=r"instances_train2017\.json: images .* share id") as info:
+        _dataset(tmp_path)
+    assert "000000000042.jpg" in info.value.message and "000000000030.jpg" in info.value.message
+
+
+def test_annotations_naming_missing_images_are_counted_or_refused(tmp_path: Path) -> None:
+    standard_coco(tmp_path)
+
+    def orphan(d: dict) -> None:
+        d["annotations"].append({**d["annotations"][0], "id": 1, "image_id": 777})
+
+    _edit_json(tmp_path, "train2017", orphan)
+    for kind in ("coco", "coco-boxes"):
+        ds = _dataset(tmp_path, kind)
+        ds.records("train2017")
+        assert ds.stats["train2017_skipped_orphan_annotations"] == 1
+    with pytest.raises(DataError, match=r"annotation 1 names image_id 777") as info:
+        _dataset(tmp_path, "coco-boxes", orphan_annotations="error")
+    assert "orphan_annotations" in (info.value.hint or "")
+
+
+def test_bad_boxes_are_skipped_and_counted_partly_outside_clipped(tmp_path: Path) -> None:
+    write_coco(tmp_path, {"val2017": {1: [("car", (2, 2, 10, 10), 0), ("car", (35, 25, 10, 10), 0),
+                                          ("car", (50, 2, 5, 5), 0), ("car", (2, 2, -5, 5), 0)]}})
+    _edit_json(tmp_path, "val2017", lambda d: d["annotations"].append(
+        {**d["annotations"][0], "id": 9, "bbox": [1, 1, float("inf"), 3]}))
+    ds = _dataset(tmp_path, "coco-boxes")
+    recs = ds.records("val2017")
+    assert [r.box for r in recs] == [(2.0, 2.0, 12.0, 12.0), (35.0, 25.0, 40.0, 30.0)]
+    assert ds.stats["val2017_skipped_bad_boxes"] == 3 and ds.stats["val2017_clipped_boxes"] == 1
+    (rec,) = _dataset(tmp_path).records("val2017")
+    assert rec.meta["boxes"] == [[2.0, 2.0, 12.0, 12.0], [35.0, 25.0, 40.0, 30.0]]
+
+
+def test_nothing_left_says_what_was_skipped(tmp_path: Path) -> None:
+    write_coco(tmp_path, {"val2017": {1: [("car", (2, 2, 0, 10), 0), ("car", (1, 1, 4, 4), 1)]}})
+    with pytest.raises(DataError, match=r"1 crowd, 1 empty") as info:
+        _dataset(tmp_path, "coco-boxes").records("val2017")
+    assert "min_size" not in info.value.message or "0 small" in info.value.message

@@ -21,9 +21,9 @@ def dataset(root: Path, **params: Any) -> got10k.Got10kDataset:
 
 
 A, B, C, D, E = (f"GOT-10k_Train_00000{i}" for i in range(1, 6))
-#: frames of sequence D whose box cannot be cropped (frame 6, fully outside the image, is
-#: kept: like the authors' crop it comes out black)
-D_UNCROPPABLE = {2, 3, 7}  # zero width, NaN, 0,0,0,0
+#: frames of sequence D whose box cannot be cropped (frame 6, wholly outside the image, is
+#: skipped when read: the authors' crop would be black)
+D_UNCROPPABLE = {2, 3, 6, 7}  # zero width, NaN, outside, 0,0,0,0
 
 
 def authors_selection(split_dir: Path) -> dict[str, tuple[str, list[int]]]:
@@ -119,9 +119,9 @@ def test_occlusion_probe_reproduces_the_authors_draws(got10k_world: Any) -> None
         A: {"dog"}, D: {"sea_lion"}, E: {"hand_truck"}}
     assert [it.record.meta["cover"] for it in rows[A]] == sorted(set(specs[A]["cover"]))
     assert [it.record.meta["cover"] for it in rows[E]] == [2, 3, 6]
-    # D: levels 0, 2, 4, 6, 8; level 2 (NaN box) always dropped, 6 (box outside) kept
+    # D: levels 0, 2, 4, 6, 8; level 2 (NaN box) and 6 (box wholly outside) dropped
     d_covers = [it.record.meta["cover"] for it in rows[D]]
-    assert 2 not in d_covers and 6 in d_covers and 8 in d_covers
+    assert 2 not in d_covers and 6 not in d_covers and 8 in d_covers
     for it in ps.items:
         assert specs[it.trajectory]["cover"][it.record.meta["frame"]] == it.record.meta["cover"]
 
@@ -264,15 +264,16 @@ def test_sequences_as_videos_of_frame_images(got10k_world: Any) -> None:
     np.testing.assert_allclose(track.boxes[0], [5, 5, 25, 20])
     assert track.present().tolist() == [i != 8 for i in range(14)]
     d = videos[3]
-    assert d.tracks["1"].present().tolist() == [False, True, False, False, True, True, True, False]
-    np.testing.assert_allclose(d.tracks["1"].boxes[4], [30, 20, 55, 45])
+    # frame 6's box lies wholly outside the 40x30 frame: skipped (counted); 4 and 5 clipped
+    assert d.tracks["1"].present().tolist() == [False, True, False, False, True, True, False, False]
+    np.testing.assert_allclose(d.tracks["1"].boxes[4], [30, 20, 40, 30])
     assert videos[2].tracks["1"].present().all()  # C: no absence.label
 
     # frame records (what the occlusion probe reads) are unchanged by the video view
     recs = ds.records()
     assert len(recs) == sum(v.num_frames for v in videos)
     assert recs[8].box == (5.0, 5.0, 25.0, 20.0) and recs[8].meta["absent"] is True
-    assert ds.stats() == {"videos": 5, "skipped_bad_videos": 0}
+    assert ds.stats() == {"videos": 5, "skipped_bad_videos": 0, "skipped_bad_boxes": 1}
 
 
 def test_video_with_missing_frames_errors_or_is_skipped(got10k_world: Any) -> None:
@@ -289,7 +290,7 @@ def test_video_with_missing_frames_errors_or_is_skipped(got10k_world: Any) -> No
         ds = dataset(root, **params)
         assert [v.name for v in ds.videos()] == [A, C, D, E]
         assert list(ds.skipped) == [B]
-        assert ds.stats() == {"videos": 4, "skipped_bad_videos": 1}
+        assert ds.stats() == {"videos": 4, "skipped_bad_videos": 1, "skipped_bad_boxes": 1}
 
 
 def test_on_bad_video_is_another_name_for_bad_sequences(got10k_world: Any) -> None:
@@ -307,3 +308,21 @@ def test_on_bad_video_is_another_name_for_bad_sequences(got10k_world: Any) -> No
                                          "on_bad_video": "ignore"})
     with pytest.raises(ComponentError, match="no subset"):
         ds.videos("val")
+
+
+def test_bad_boxes_are_skipped_and_counted_when_read(tmp_path: Path, got_writer: Any,
+                                                     got_list_writer: Any) -> None:
+    """Not finite, inverted or wholly outside: the frame has no box (never a black or NaN
+    crop mid-training); partly outside: clipped to the frame for training."""
+    boxes = [[5, 5, 10, 10], "5,5,inf,10", [5, 5, -3, 10], [100, 5, 10, 10], [35, 25, 10, 10],
+             "5,nan,10,10"]
+    got_writer(tmp_path, "s1", boxes, cover=[1, 2, 3, 4, 5, 6], absence=[0] * 6)
+    got_list_writer(tmp_path, ["s1"])
+    ds = dataset(tmp_path)
+    recs = ds.records()
+    assert [r.box is not None for r in recs] == [True, False, False, False, True, False]
+    (video,) = ds.videos()
+    track = video.tracks["1"]
+    assert track.present().tolist() == [True, False, False, False, True, False]
+    np.testing.assert_allclose(track.boxes[4], [35, 25, 40, 30])
+    assert ds.stats()["skipped_bad_boxes"] == 4

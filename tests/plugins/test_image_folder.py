@@ -109,3 +109,15 @@ def test_fraction_out_of_range_is_a_parameter_error(tmp_path: Path) -> None:
             _create(tmp_path, fraction=bad)
     with pytest.raises(ComponentError, match="fraction_seed"):
         _create(tmp_path, fraction=0.5, fraction_seed=-1)
+
+
+def test_keeps_the_dataset_contract(tmp_path: Path) -> None:
+    from ssl_core.testing import check_dataset, check_params_reject_unknown_keys, fresh_host
+
+    _classes(tmp_path, {"a": 3, "b": 2})
+    registry = fresh_host(image_folder, "image-folder").registry
+    check_params_reject_unknown_keys("dataset", "image-folder", registry=registry,
+                                     config={"root": str(tmp_path)})
+    ds = registry.create("dataset", {"type": "image-folder", "root": str(tmp_path)})
+    ds.prepare()
+    assert len(check_dataset(ds)) == 5

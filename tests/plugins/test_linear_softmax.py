@@ -87,3 +87,16 @@ def test_top_k_accuracy() -> None:
     assert top_k_accuracy(logits, y, 1) == pytest.approx(100 / 3)
     assert top_k_accuracy(logits, y, 2) == pytest.approx(200 / 3)
     assert top_k_accuracy(logits, y, 3) == 100.0
+
+
+def test_a_loss_gone_nan_stops_with_an_error_not_an_accuracy() -> None:
+    """A diverged classifier's top-1 would be reported as a number (issue 20, item 5)."""
+    from sslc_plugins.linear_softmax import LinearSoftmaxParams, train_linear
+
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    x[3, 1] = np.inf
+    y = np.arange(8) % 2
+    with pytest.raises(DataError, match=r"training loss is nan at epoch 1") as info:
+        train_linear(x, y, 2, LinearSoftmaxParams(epochs=2, batch_size=4, device="cpu",
+                                                  milestones=[1]))
+    assert "lr" in (info.value.hint or "")

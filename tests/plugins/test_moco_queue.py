@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.errors import CheckpointError, ComponentError, SslcError
+from ssl_core.interfaces import Encoder
 from ssl_core.plugin.registry import Registry, make_spec
 from ssl_core.testing import check_steps_never_wait
 from sslc_plugins import moco_queue
@@ -80,7 +81,7 @@ def test_unbound_use_is_a_clear_error() -> None:
 
 def test_single_linear_head_without_mlp() -> None:
     obj = make_objective(mlp=False)
-    keys = obj.to_official_state_dict()
+    keys = moco_queue.to_official_state_dict(obj)
     assert "module.encoder_q.fc.weight" in keys and "module.encoder_q.fc.bias" in keys
     assert not any(k.startswith("module.encoder_q.fc.0") for k in keys)
 
@@ -181,6 +182,76 @@ def test_check_batch_size() -> None:
         obj.check_batch_size(0)
 
 
+def test_shuffle_bn_groups_default_and_when_they_apply() -> None:
+    obj = make_objective()
+    assert obj.shuffle_bn_groups is None
+    assert [obj.groups(b) for b in (4, 6, 8, 12, 256)] == [1, 1, 2, 3, 8]  # >= 4 images each
+    obj.eval()
+    assert obj.groups(256) == 1  # running statistics: nothing to emulate
+    assert make_objective(shuffle_bn=False).groups(256) == 1
+    assert make_objective(shuffle_bn_groups=1).groups(256) == 1
+    assert make_objective(shuffle_bn_groups=4).groups(8) == 4
+    no_bn = MocoQueue(MocoQueueParams(dim=8, queue_size=16))
+    no_bn.bind(TinyEncoder())
+    assert no_bn.groups(256) == 1
+    with pytest.raises(ComponentError, match="shuffle_bn_groups 3"):
+        make_objective(shuffle_bn_groups=3).check_batch_size(8)
+
+
+class TinyEncoder(Encoder):
+    """A conv trunk without BatchNorm."""
+
+    feature_dim = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        m = self.conv(x)
+        return {"layer3": m, "pooled": m.mean(dim=(2, 3))}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_maps(x)["pooled"]
+
+
+def test_one_process_shuffle_bn_is_emulated_by_batch_norm_groups() -> None:
+    """Queries in consecutive groups, keys shuffled into groups (each its own BatchNorm
+    statistics), computed by hand on a copy; the running statistics are the first group's."""
+    obj = make_objective(shuffle_bn_groups=2)
+    perturb_query(obj)
+    ref = copy.deepcopy(obj)
+    batch = make_batch(b=8, seed=3)
+    queue_before = obj.queue.clone()
+    torch.manual_seed(7)
+    out = obj(batch)
+
+    torch.manual_seed(7)
+    perm = torch.randperm(8)
+    with torch.no_grad():
+        q = torch.cat([ref.encoder_q(batch["query"][:4]), ref.encoder_q(batch["query"][4:])])
+        for pk, pq in zip(ref.encoder_k.parameters(), ref.encoder_q.parameters(), strict=True):
+            pk.copy_(pk * ref.m + pq * (1.0 - ref.m))
+        first = copy.deepcopy(ref.encoder_k)
+        shuffled = batch["key"][perm]
+        k = torch.cat([first(shuffled[:4]), ref.encoder_k(shuffled[4:])])[torch.argsort(perm)]
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue_before], dim=1) / 0.2
+    expected = F.cross_entropy(logits, torch.zeros(8, dtype=torch.long))
+    torch.testing.assert_close(out.loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(obj.queue[:, :8], k.T, rtol=1e-5, atol=1e-6)
+    # running statistics: the first group's, as DDP broadcasts rank 0's
+    torch.testing.assert_close(obj.encoder_k.trunk.bn1.running_mean,
+                               first.trunk.bn1.running_mean)
+    assert int(obj.encoder_q.trunk.bn1.num_batches_tracked) == 1
+    out.loss.backward()  # the restored running statistics do not upset autograd
+    assert obj.encoder_q.trunk.conv1.weight.grad.abs().sum() > 0
+    # ... and the groups change the numbers: one full-batch BatchNorm gives another loss
+    off = copy.deepcopy(ref)
+    off.shuffle_bn_groups = 1
+    assert abs(float(off(batch).loss.detach()) - float(out.loss.detach())) > 1e-4
+
+
 def test_runtime_batch_that_does_not_divide_the_queue() -> None:
     obj = make_objective(queue_size=16)
     with pytest.raises(ComponentError, match="drop_last"):
@@ -207,7 +278,7 @@ def test_official_layout_round_trip(tmp_path) -> None:
 
     fresh = make_objective(seed=123)
     assert not torch.equal(fresh.queue, obj.queue)
-    missing, unexpected = fresh.load_official_state_dict(loaded["state_dict"])
+    missing, unexpected = moco_queue.load_official_state_dict(fresh, loaded["state_dict"])
     assert missing == [] and unexpected == []
     assert int(fresh.queue_ptr) == int(obj.queue_ptr) == 4
     # identical outputs: frozen features and a full training step
@@ -239,33 +310,33 @@ def test_queue_that_cannot_fit_is_refused_before_allocating() -> None:
 def test_load_without_module_prefix_and_whole_checkpoint() -> None:
     obj = make_objective(seed=0)
     obj(make_batch())
-    bare = obj.to_official_state_dict(prefix="")
+    bare = moco_queue.to_official_state_dict(obj, prefix="")
     assert "encoder_q.conv1.weight" in bare and "queue" in bare
     fresh = make_objective(seed=9)
-    fresh.load_official_state_dict(bare)
+    moco_queue.load_official_state_dict(fresh, bare)
     assert torch.equal(fresh.queue, obj.queue)
     fresh2 = make_objective(seed=10)
-    fresh2.load_official_state_dict(official_checkpoint(obj, 1, "resnet18", None))
+    moco_queue.load_official_state_dict(fresh2, official_checkpoint(obj, 1, "resnet18", None))
     for a, b in zip(fresh2.state_dict().values(), obj.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_load_reports_missing_unexpected_and_shape_errors() -> None:
     obj = make_objective()
-    sd = obj.to_official_state_dict()
+    sd = moco_queue.to_official_state_dict(obj)
     broken = dict(sd)
     del broken["module.encoder_k.fc.0.bias"]
     broken["module.encoder_q.fc.9.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError) as err:
-        make_objective().load_official_state_dict(broken)
+        moco_queue.load_official_state_dict(make_objective(), broken)
     assert "encoder_k.fc.0.bias" in err.value.message
     assert "encoder_q.fc.9.weight" in err.value.message
-    missing, unexpected = make_objective().load_official_state_dict(broken, strict=False)
+    missing, unexpected = moco_queue.load_official_state_dict(make_objective(), broken, strict=False)
     assert missing == ["encoder_k.fc.0.bias"] and unexpected == ["encoder_q.fc.9.weight"]
 
     other_k = make_objective(queue_size=8)
     with pytest.raises(CheckpointError, match="queue") as err:
-        other_k.load_official_state_dict(sd)
+        moco_queue.load_official_state_dict(other_k, sd)
     assert "queue_size=16" in err.value.hint
 
 
@@ -308,6 +379,13 @@ def test_a_training_step_never_waits_for_the_device() -> None:
     assert int(obj.queue_ptr) == 12 and torch.isfinite(out.loss)
 
 
+def test_an_emulated_shuffle_bn_step_never_waits_for_the_device() -> None:
+    """The permutation is drawn and inverted on the device; the groups are slices."""
+    obj = make_objective(shuffle_bn_groups=2)
+    out = check_steps_never_wait(obj, [make_batch(b=8, seed=s) for s in range(3)])
+    assert int(obj.queue_ptr) == 8 and torch.isfinite(out.loss)
+
+
 def test_registered_with_official_defaults() -> None:
     reg = Registry()
 
@@ -317,7 +395,8 @@ def test_registered_with_official_defaults() -> None:
     moco_queue.register_objectives(register=register)
     spec, params = reg.validate("objective", {"type": "moco-queue"})
     assert params.model_dump() == {"dim": 128, "queue_size": 65536, "momentum": 0.999,
-                                   "temperature": 0.2, "mlp": True, "shuffle_bn": True}
+                                   "temperature": 0.2, "mlp": True, "shuffle_bn": True,
+                                   "shuffle_bn_groups": None}
     obj = reg.create("objective", {"type": "moco-queue", "queue_size": 32, "dim": 16})
     assert isinstance(obj, MocoQueue) and tuple(obj.queue.shape) == (16, 32)
     with pytest.raises(ComponentError, match="temperature"):
@@ -336,7 +415,9 @@ def _ddp_worker(rank: int, world: int, store: str, out_dir: str) -> None:
             obj = make_objective(seed=0)  # same init on every rank, as DDP would broadcast
             obj.train(mode == "train")
             out = obj(make_batch(seed=40 + rank))
-            torch.save({"queue": obj.queue, "ptr": obj.queue_ptr, "loss": out.loss.detach()},
+            out.loss.backward()
+            torch.save({"queue": obj.queue, "ptr": obj.queue_ptr, "loss": out.loss.detach(),
+                        "grad": obj.encoder_q.trunk.conv1.weight.grad},
                        os.path.join(out_dir, f"{mode}{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -359,3 +440,19 @@ def test_two_process_gloo_gathers_keys_and_shuffles_bn(tmp_path) -> None:
     x_all = torch.cat([make_batch(seed=40 + r)["key"] for r in range(world)])
     queue = torch.load(tmp_path / "eval0.pt", weights_only=True)["queue"]
     torch.testing.assert_close(queue[:, :8], expected_keys(obj, x_all).T, rtol=1e-5, atol=1e-6)
+    # one process with shuffle-BN emulated by 2 BatchNorm groups computes what the 2 ranks
+    # computed in training mode (batch statistics): the same keys, mean loss and gradient
+    single = make_objective(seed=0, shuffle_bn_groups=world)
+    both = [make_batch(seed=40 + r) for r in range(world)]
+    out = single({k: torch.cat([b[k] for b in both]) for k in both[0]})
+    out.loss.backward()
+    res = [torch.load(tmp_path / f"train{r}.pt", weights_only=True) for r in range(world)]
+    torch.testing.assert_close(single.queue[:, :8], res[0]["queue"][:, :8], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.loss.detach(), (res[0]["loss"] + res[1]["loss"]) / 2,
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(single.encoder_q.trunk.conv1.weight.grad,
+                               (res[0]["grad"] + res[1]["grad"]) / 2, rtol=0, atol=1e-5)
+    # without the groups, the one-process numbers differ: the comparison can fail
+    plain = make_objective(seed=0, shuffle_bn_groups=1)
+    plain_loss = plain({k: torch.cat([b[k] for b in both]) for k in both[0]}).loss.detach()
+    assert (plain_loss - out.loss.detach()).abs() > 1e-4

@@ -20,7 +20,7 @@ from ssl_core.testing import (
     forbid_host_syncs,
     fresh_host,
 )
-from sslc_plugins import region_moco
+from sslc_plugins import moco_queue, region_moco
 from sslc_plugins.moco_queue import MocoFormat, MocoQueue, MocoQueueParams
 from sslc_plugins.region_moco import RegionMoco, RegionMocoParams
 from sslc_plugins.resnet import RESNETS, ResNetParams
@@ -31,7 +31,8 @@ R = 3
 
 def make_objective(seed: int = 0, **kw) -> RegionMoco:
     torch.manual_seed(seed)
-    params = {"dim": 8, "queue_size": 16, "region_queue_size": 64, "momentum": 0.9, **kw}
+    params = {"dim": 8, "queue_size": 16, "region_queue_size": 64, "momentum": 0.9,
+              "region_crop_size": 16, **kw}
     obj = RegionMoco(RegionMocoParams(**params))
     obj.bind(RESNETS["resnet18"](ResNetParams(small_input=True)))
     return obj
@@ -65,15 +66,20 @@ def test_contract_and_parameters() -> None:
     assert all(v.dim() == 0 for v in out.metrics.values())
 
 
-def test_bind_builds_the_region_head_from_layer3_channels() -> None:
-    obj = make_objective()
+def test_bind_builds_the_region_head_from_what_it_reads() -> None:
+    crops = make_objective()  # the default: region crops through the whole trunk
+    assert crops.region_pool == "crops"
+    assert tuple(crops.state_dict()["region_q.0.weight"].shape) == (512, 512)  # pooled layer4
+    obj = make_objective(region_pool="roi", region_layer="layer3")
     sd = obj.state_dict()
     assert tuple(sd["region_q.0.weight"].shape) == (256, 256)  # ResNet-18 layer3: 256 channels
     assert tuple(sd["region_q.2.weight"].shape) == (8, 256)
     assert all(not p.requires_grad for p in obj.region_k.parameters())
     assert obj.encoder.training  # the probe forward left the encoder's mode alone
-    single = make_objective(mlp=False)
+    single = make_objective(mlp=False, region_pool="roi", region_layer="layer3")
     assert tuple(single.state_dict()["region_q.weight"].shape) == (8, 256)
+    layer4 = make_objective(region_pool="roi")  # roi reads layer4 unless told
+    assert tuple(layer4.state_dict()["region_q.0.weight"].shape) == (512, 512)
 
 
 def test_frame_term_is_moco_queue() -> None:
@@ -102,8 +108,21 @@ def pooled(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def test_region_loss_is_infonce_over_valid_regions_against_the_region_queue() -> None:
-    obj = make_objective(region_temperature=0.5, frame_weight=0.3, region_weight=2.0)
+def crop_pooled(trunk: torch.nn.Module, images: torch.Tensor, boxes: torch.Tensor,
+                size: int = 16) -> torch.Tensor:
+    """Reference: each box cropped from its own image, resized, through the trunk alone."""
+    rows = []
+    for i in range(boxes.shape[0]):
+        for r in range(boxes.shape[1]):
+            crop = roi_align(images[i:i + 1], [boxes[i, r][None]], size, 1.0, 2, aligned=True)
+            rows.append(trunk.feature_maps(crop)["pooled"][0])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("pool", ["roi", "crops"])
+def test_region_loss_is_infonce_over_valid_regions_against_the_region_queue(pool: str) -> None:
+    obj = make_objective(region_temperature=0.5, frame_weight=0.3, region_weight=2.0,
+                         region_pool=pool, region_layer="layer3")
     with torch.no_grad():
         for p in obj.encoder_q.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -117,10 +136,16 @@ def test_region_loss_is_infonce_over_valid_regions_against_the_region_queue() ->
                           list(ref.encoder_q.parameters()) + list(ref.region_q.parameters()),
                           strict=True):
             pk.copy_(pk * 0.9 + pq * 0.1)
-        q = F.normalize(ref.region_q(pooled(ref.encoder_q.trunk.feature_maps(batch["query"])["layer3"],
-                                            batch["query_boxes"])), dim=1)
-        k = F.normalize(ref.region_k(pooled(ref.encoder_k.trunk.feature_maps(batch["key"])["layer3"],
-                                            batch["key_boxes"])), dim=1)
+        if pool == "roi":
+            q_in = pooled(ref.encoder_q.trunk.feature_maps(batch["query"])["layer3"],
+                          batch["query_boxes"])
+            k_in = pooled(ref.encoder_k.trunk.feature_maps(batch["key"])["layer3"],
+                          batch["key_boxes"])
+        else:
+            q_in = crop_pooled(ref.encoder_q.trunk, batch["query"], batch["query_boxes"])
+            k_in = crop_pooled(ref.encoder_k.trunk, batch["key"], batch["key_boxes"])
+        q = F.normalize(ref.region_q(q_in), dim=1)
+        k = F.normalize(ref.region_k(k_in), dim=1)
     valid = batch["box_valid"].reshape(-1)
     losses, hits = [], 0
     for i in torch.nonzero(valid).flatten().tolist():
@@ -138,6 +163,21 @@ def test_region_loss_is_infonce_over_valid_regions_against_the_region_queue() ->
     assert obj.region_queue_ptr.tolist() == [7]
     torch.testing.assert_close(obj.region_queue[:, :7], k[valid].T, rtol=1e-4, atol=1e-5)
     assert torch.equal(obj.region_queue[:, 7:], queue[:, 7:])
+
+
+@pytest.mark.parametrize(("pool", "layer", "reaches_layer4"),
+                         [("crops", "layer4", True), ("roi", "layer4", True),
+                          ("roi", "layer3", False)])
+def test_which_stages_the_region_loss_trains(pool: str, layer: str, reaches_layer4: bool) -> None:
+    """Region crops (and ROI on layer4) send the region loss into layer4, what evaluations
+    read; ROI on layer3 leaves layer4 without a region gradient."""
+    obj = make_objective(frame_weight=0.0, region_pool=pool, region_layer=layer)
+    obj(make_batch()).loss.backward()
+    trunk = obj.encoder_q.trunk
+    layer4 = sum(float(p.grad.abs().sum()) for p in trunk.layer4.parameters() if p.grad is not None)
+    layer3 = sum(float(p.grad.abs().sum()) for p in trunk.layer3.parameters() if p.grad is not None)
+    assert layer3 > 0
+    assert (layer4 > 0) == reaches_layer4
 
 
 def test_masked_regions_do_not_contribute() -> None:
@@ -189,14 +229,14 @@ def test_region_queue_wraps_and_refuses_batches_larger_than_itself() -> None:
 def test_checkpoint_keeps_the_moco_layout_and_a_region_prefix(tmp_path: Path) -> None:
     obj = make_objective()
     obj(make_batch())
-    official = obj.to_official_state_dict()
+    official = moco_queue.to_official_state_dict(obj)
     assert "module.encoder_q.conv1.weight" in official and "module.queue" in official
     assert "module.region_q.0.weight" in official and "module.region_queue" in official
     picked = MocoFormat().select(official, {})
     assert picked is not None and picked[1] == "module.encoder_q."
     assert not any(k.startswith("region") for k in picked[0])
     fresh = make_objective(seed=5)
-    assert fresh.load_official_state_dict(official) == ([], [])
+    assert moco_queue.load_official_state_dict(fresh, official) == ([], [])
     for a, b in zip(fresh.state_dict().values(), obj.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
@@ -216,7 +256,7 @@ def test_a_few_steps_on_tracked_pairs_lower_the_loss(tmp_path: Path) -> None:
     one repeated batch the queues fill with copies of the positives.)"""
     from test_region_tracker import clip_dataset, random_resnet18, tracker
 
-    sampler = tracker(random_resnet18(), encoder_id="region-moco-test", size=SIZE, max_gap=2)
+    sampler = tracker(random_resnet18(), encoder_id="region-moco-test", size=SIZE)
     pairs = sampler.pairs(clip_dataset(tmp_path / "clips", count=1))
     torch.manual_seed(0)
     items = [pairs[i] for i in range(len(pairs))]
@@ -266,6 +306,10 @@ def _ddp_worker(rank: int, world: int, store: str, out_dir: str) -> None:
         out = obj(make_batch(seed=40 + rank))
         torch.save({"queue": obj.region_queue, "ptr": obj.region_queue_ptr,
                     "loss": out.loss.detach()}, os.path.join(out_dir, f"rank{rank}.pt"))
+        obj = make_objective(seed=0)  # training mode: batch statistics, shuffle-BN matters
+        out = obj(make_batch(seed=40 + rank))
+        torch.save({"queue": obj.queue, "region_queue": obj.region_queue,
+                    "loss": out.loss.detach()}, os.path.join(out_dir, f"train{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -286,6 +330,16 @@ def test_two_process_gloo_gathers_region_keys_and_shuffles_boxes(tmp_path: Path)
     single(merged)
     torch.testing.assert_close(res[0]["queue"][:, :14], single.region_queue[:, :14],
                                rtol=1e-4, atol=1e-5)
+    # in training mode, one process with 2 emulated BatchNorm groups (boxes shuffled with
+    # their key images) computes what the 2 ranks computed
+    emulated = make_objective(seed=0, shuffle_bn_groups=world)
+    out = emulated(merged)
+    res = [torch.load(tmp_path / f"train{r}.pt", weights_only=True) for r in range(world)]
+    torch.testing.assert_close(out.loss.detach(), (res[0]["loss"] + res[1]["loss"]) / 2,
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(emulated.queue[:, :8], res[0]["queue"][:, :8], rtol=0, atol=1e-5)
+    torch.testing.assert_close(emulated.region_queue[:, :14], res[0]["region_queue"][:, :14],
+                               rtol=0, atol=1e-5)
 
 
 @pytest.mark.gpu

@@ -108,3 +108,19 @@ def test_registered_through_the_hook() -> None:
     assert enc(torch.randn(1, 3, 32, 32)).shape == (1, 512)
     with pytest.raises(ComponentError, match="unknown parameter"):
         reg.create("encoder", {"type": "resnet18", "smal_input": True})
+
+
+def test_keeps_the_encoder_contract() -> None:
+    """The contract kit's checks, as a third-party encoder's tests would run them."""
+    from ssl_core.testing import (
+        check_encoder,
+        check_params_reject_unknown_keys,
+        check_registers_cleanly,
+        fresh_host,
+    )
+
+    check_registers_cleanly(resnet, "resnet")
+    registry = fresh_host(resnet, "resnet").registry
+    for arch in registry.names("encoder"):
+        check_params_reject_unknown_keys("encoder", arch, registry=registry)
+    check_encoder(registry.create("encoder", {"type": "resnet18", "small_input": True}), image_size=16)

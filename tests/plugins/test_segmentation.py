@@ -280,3 +280,37 @@ def test_head_trains_and_scores_on_cuda_as_on_cpu(world: TinyAde) -> None:
     gpu, _ = run(world, None, device="cuda")
     assert gpu["metrics"]["pixel_acc"] > 85 and gpu["metrics"]["mIoU"] > 70
     assert abs(gpu["metrics"]["pixel_acc"] - cpu["metrics"]["pixel_acc"]) < 5
+
+
+def _maps(n: int, side: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    maps = rng.normal(size=(n, 4, side, side)).astype(np.float32)
+    targets = rng.integers(0, 3, size=(n, 4, 4)).astype(np.int64)
+    return maps, targets
+
+
+def test_a_loss_gone_nan_stops_with_an_error_not_an_miou() -> None:
+    """A NaN head predicts one class everywhere: its mIoU would be reported as a number."""
+    maps, targets = _maps(4, 2)
+    maps[1, 0, 0, 0] = np.inf
+    with pytest.raises(DataError, match=r"training loss is nan at epoch 1") as info:
+        plugin.train_head(maps, targets, 3, plugin.SegmentationParams(epochs=2, batch_size=2,
+                                                                       device="cpu"))
+    assert "lr" in (info.value.hint or "") and "feature" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(4, 1), (1, 4)])
+def test_one_value_per_channel_is_one_clear_error(n: int, batch_size: int) -> None:
+    """BatchNorm cannot train on one 1x1 map: an error naming batch_size, not a ValueError."""
+    maps, targets = _maps(n, 1)
+    with pytest.raises(DataError, match="batch_size") as info:
+        plugin.train_head(maps, targets, 3, plugin.SegmentationParams(
+            epochs=1, batch_size=batch_size, device="cpu"))
+    assert "1x1" in info.value.message
+
+
+def test_batch_size_one_on_spatial_maps_trains() -> None:
+    maps, targets = _maps(3, 2)
+    head, losses = plugin.train_head(maps, targets, 3, plugin.SegmentationParams(
+        epochs=1, batch_size=1, device="cpu"))
+    assert np.isfinite(losses).all()

@@ -185,3 +185,36 @@ def test_params_are_validated(tn_root: Path) -> None:
             host.registry.create("dataset", {"type": "trackingnet", "root": str(tn_root), **bad})
     with pytest.raises(ComponentError, match="no subset"):
         create(tn_root).videos("val")
+
+
+def test_lines_with_3_and_5_numbers_are_not_reshaped_into_boxes(tn_root: Path) -> None:
+    """8 numbers over 2 lines divide by 4: they must still be refused, naming the line."""
+    write_trackingnet_video(tn_root / "TRAIN_1", "c", 2)
+    (tn_root / "TRAIN_1" / "anno" / "c.txt").write_text("1,2,3\n4,5,6,7,8\n")
+    with pytest.raises(DataError, match=r"c\.txt, line 1: expected 'x,y,w,h', got '1,2,3'"):
+        create(tn_root, chunks=[1]).prepare()
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("1,2,inf,4", "not finite"), ("1,2,nan,4", "not finite"), ("5,5,-3,4", "inverted"),
+    ("100,2,3,4", "wholly outside the 64x48 frame"), ("-20,-20,5,5", "wholly outside")])
+def test_bad_boxes_are_refused_when_read_naming_file_and_line(tn_root: Path, line: str,
+                                                              why: str) -> None:
+    anno = tn_root / "TRAIN_1" / "anno" / "c.txt"
+    anno.write_text(f"1,2,3,4\n1,2,3,4\n{line}\n1,2,3,4\n")
+    with pytest.raises(DataError) as err:
+        create(tn_root, chunks=[1]).prepare()
+    assert f"{anno}, line 3: box" in err.value.message and why in err.value.message
+    assert "np.float" not in err.value.message
+    assert "on_bad_video: skip" in (err.value.hint or "")
+    ds = create(tn_root, chunks=[1, 10], on_bad_video="skip")
+    assert [v.name for v in ds.videos()] == ["d"] and ds.stats()["skipped_bad_videos"] == 1
+
+
+def test_boxes_partly_outside_the_frame_are_clipped(tn_root: Path) -> None:
+    (tn_root / "TRAIN_1" / "anno" / "c.txt").write_text("-5,2,10,4\n60,40,10,20\n0,0,0,0\n1,2,3,4\n")
+    (video,) = create(tn_root, chunks=[1]).videos()
+    boxes = video.tracks["1"].boxes
+    np.testing.assert_allclose(boxes[0], [0, 2, 5, 6])
+    np.testing.assert_allclose(boxes[1], [60, 40, 64, 48])
+    assert np.isnan(boxes[2]).all(), "a zero-size box is an absent target"

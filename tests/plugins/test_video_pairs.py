@@ -1,6 +1,7 @@
 """video-frames, frame-temporal, gt-tracks: the paper's frame-index rules, which frames and
-boxes each item really reads (frame folders and mp4 alike), reproducible views, clear data
-errors, the plugin contract, and a tiny `sslc run` on videos.
+boxes each item really reads (frame folders and mp4 alike), reproducible views, the view
+augmentation they compose (`views`), clear data and recipe errors, the plugin contract, and a
+tiny `sslc run` on videos.
 
 The videos are real files: JPEG frame folders (boxes in `boxes.txt`) and mp4 (written by
 OpenCV, fourcc mp4v; tracks in an sslc `*.tracks.json` sidecar). Each frame's background
@@ -23,6 +24,7 @@ from helpers import require_plugins
 from PIL import Image
 from pydantic import Field
 
+import sslc_plugins.aggressive_crop as aggressive_crop
 import sslc_plugins.video_pairs as plugin
 from ssl_core import (
     ComponentError,
@@ -34,10 +36,12 @@ from ssl_core import (
     Track,
     VideoDataset,
     VideoRecord,
+    ViewAugmentation,
     hookimpl,
     inspect_video,
     read_tracks_sidecar,
 )
+from ssl_core.plugin.host import PluginHost
 from ssl_core.testing import (
     check_pair_sampler,
     check_params_reject_unknown_keys,
@@ -187,9 +191,32 @@ def dataset(root: Path) -> TinyVideos:
     return TinyVideos(TinyVideosParams(root=root))
 
 
+def views(**knobs: object) -> dict:
+    """A `views:` entry: aggressive-crop's MoCo-v2 pipeline with these knobs."""
+    return {"type": "aggressive-crop", **knobs}
+
+
 #: the MoCo-v2 knobs switched off: a view is the whole frame (or box), resized, raw [0, 1] pixels
-PLAIN = dict(size=32, scale=(1.0, 1.0), ratio=(W / H, W / H), jitter_p=0.0, grayscale_p=0.0,
-             blur_p=0.0, flip_p=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+PLAIN = views(size=32, scale=(1.0, 1.0), ratio=(W / H, W / H), jitter_p=0.0, grayscale_p=0.0,
+              blur_p=0.0, flip_p=0.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def host() -> PluginHost:
+    """video-pairs and the view augmentation its samplers compose, alone in a fresh host."""
+    h = fresh_host(plugin, "video-pairs")
+    assert h.add_plugin(aggressive_crop, "aggressive-crop")
+    return h
+
+
+_HOST = host()
+
+
+def make(cls: type[plugin.VideoPairSampler], **params: object) -> plugin.VideoPairSampler:
+    """A sampler built through a registry holding the views it composes (as the runner builds
+    it), whatever plugins are installed or SSLC_LOAD_PLUGINS allows."""
+    sampler = _HOST.registry.create("pair-sampler", {"type": cls.name, **params})
+    assert isinstance(sampler, cls)
+    return sampler
 
 
 def frame_index(view: torch.Tensor) -> int:
@@ -234,8 +261,12 @@ def test_video_frames_are_uniformly_spaced() -> None:
 def test_defaults_are_the_papers_and_moco_v2s() -> None:
     for cls in (VideoFramesParams, FrameTemporalParams, GtTracksParams):
         p = cls()
-        assert p.size == 224 and p.scale == (0.2, 1.0) and p.jitter_p == 0.8 and p.blur_p == 0.5
-        assert p.augment_on == "cpu" and p.subset is None
+        assert p.views == {"type": "aggressive-crop"} and p.subset is None
+        v = cls.model_fields["views"]
+        assert v.get_default(call_default_factory=True) is not p.views  # never shared
+        sampler = make(VideoFrames)
+        assert isinstance(sampler.views, ViewAugmentation) and sampler.views.size == 224
+        assert sampler.views.augment_on == "cpu"
     assert VideoFramesParams().frames_per_video == 3
     assert FrameTemporalParams().gap == GtTracksParams().gap == DEFAULT_GAP
     g = GtTracksParams()
@@ -244,7 +275,7 @@ def test_defaults_are_the_papers_and_moco_v2s() -> None:
 
 # -- which frames the items read ----------------------------------------------------------------
 def test_frame_temporal_items_read_frames_i_and_i_plus_k(videos: Path) -> None:
-    sampler = FrameTemporal(FrameTemporalParams(gap=3, **PLAIN))
+    sampler = make(FrameTemporal, gap=3, views=PLAIN)
     pairs = sampler.pairs(dataset(videos))
     # clip (mp4, T=7): (0,3), (3,6); stub (T=2): too short; walk (folders, T=10): 3 pairs
     expect = [(0, 0, 3), (0, 3, 6), (2, 0, 3), (2, 3, 6), (2, 6, 9)]
@@ -259,7 +290,7 @@ def test_frame_temporal_items_read_frames_i_and_i_plus_k(videos: Path) -> None:
 
 
 def test_video_frames_gives_k_frames_per_video_two_views_each(videos: Path) -> None:
-    sampler = VideoFrames(VideoFramesParams(frames_per_video=3, **PLAIN))
+    sampler = make(VideoFrames, frames_per_video=3, views=PLAIN)
     pairs = sampler.pairs(dataset(videos))
     assert len(pairs) == 2 * 3  # stub (2 frames < 3) is skipped
     got = [(pairs[n]["video"], pairs[n]["frames"].tolist()) for n in range(len(pairs))]
@@ -272,14 +303,14 @@ def test_video_frames_gives_k_frames_per_video_two_views_each(videos: Path) -> N
         assert torch.equal(item["query"], item["key"])  # nothing random is left on
     assert sampler.stats() == {"videos": 3, "videos_used": 2, "videos_too_short": 1, "pairs": 6}
     # with the MoCo-v2 augmentation on, the two views of one frame differ
-    moco = VideoFrames(VideoFramesParams(size=32)).pairs(dataset(videos))
+    moco = make(VideoFrames, views=views(size=32)).pairs(dataset(videos))
     torch.manual_seed(0)
     item = moco[0]
     assert not torch.equal(item["query"], item["key"])
 
 
 def test_views_are_augmented_separately_and_reproducibly(videos: Path) -> None:
-    pairs = FrameTemporal(FrameTemporalParams(size=24, gap=3)).pairs(dataset(videos))
+    pairs = make(FrameTemporal, views=views(size=24), gap=3).pairs(dataset(videos))
     seen = []
     for noise in (1, 2):
         random.seed(noise)
@@ -300,14 +331,14 @@ def test_views_are_augmented_separately_and_reproducibly(videos: Path) -> None:
 @pytest.mark.parametrize("video", [0, 2], ids=["mp4", "frame-folder"])
 def test_gt_tracks_crops_are_the_annotated_box(videos: Path, video: int) -> None:
     plain = {**PLAIN, "ratio": (20 / 14, 20 / 14)}  # the box's aspect: the whole box is kept
-    pairs = GtTracks(GtTracksParams(gap=3, **plain)).pairs(dataset(videos))
+    pairs = make(GtTracks, gap=3, views=plain).pairs(dataset(videos))
     items = [pairs[n] for n in range(len(pairs)) if pairs[n]["video"] == video]
     assert [tuple(it["frames"].tolist()) for it in items] == temporal_pairs(7 if video == 0 else 10, 3)
     for it in items:
         for view in (it["query"], it["key"]):
             assert red_fraction(view) > 0.9, red_fraction(view)
     # the box's surroundings come in with context: width and height doubled -> ~1/4 red
-    wide = GtTracks(GtTracksParams(gap=3, context=1.0, **plain)).pairs(dataset(videos))
+    wide = make(GtTracks, gap=3, context=1.0, views=plain).pairs(dataset(videos))
     it = next(wide[n] for n in range(len(wide)) if wide[n]["video"] == video)
     assert 0.15 < red_fraction(it["query"]) < 0.4, red_fraction(it["query"])
     assert frame_index(it["query"]) == it["frames"][0].item()  # the background is the frame's
@@ -321,14 +352,14 @@ def test_gt_tracks_skips_absent_and_small_boxes_and_counts_them(tmp_path: Path) 
     lines[9] = "40,30,44,34"  # 4 px at 9: (6,9) is too small for min_box_size 8
     write_folder(root, "a", 10, lines)
     write_folder(root, "b", 12, [",".join(map(str, box_at(i % 10))) for i in range(12)])
-    sampler = GtTracks(GtTracksParams(gap=3, **PLAIN))
+    sampler = make(GtTracks, gap=3, views=PLAIN)
     pairs = sampler.pairs(dataset(root))
     assert [pairs[n]["frames"].tolist() for n in range(len(pairs))] == [[0, 3], [3, 6], [6, 9]]
     assert all(pairs[n]["video"] == 1 for n in range(len(pairs)))
     assert sampler.stats() == {"videos": 2, "videos_used": 1, "videos_too_short": 0,
                                "videos_without_pairs": 1, "pairs": 3,
                                "pairs_skipped_absent": 2, "pairs_skipped_small": 1}
-    loose = GtTracks(GtTracksParams(gap=3, min_box_size=4, **PLAIN))
+    loose = make(GtTracks, gap=3, min_box_size=4, views=PLAIN)
     assert len(loose.pairs(dataset(root))) == 4
 
 
@@ -337,8 +368,8 @@ def test_gt_tracks_all_uses_every_track(tmp_path: Path) -> None:
     root.mkdir()
     second = [[40.0, 26.0, 60.0, 44.0] if i < 4 else None for i in range(7)]
     write_mp4(root, "two", 7, [[box_at(i) for i in range(7)], second])
-    main = GtTracks(GtTracksParams(gap=3, **PLAIN)).pairs(dataset(root))
-    every = GtTracks(GtTracksParams(gap=3, tracks="all", **PLAIN))
+    main = make(GtTracks, gap=3, views=PLAIN).pairs(dataset(root))
+    every = make(GtTracks, gap=3, tracks="all", views=PLAIN)
     pairs = every.pairs(dataset(root))
     assert len(main) == 2 and len(pairs) == 3  # track 2 is gone by frame 6
     boxes = pairs.plan.boxes
@@ -353,7 +384,7 @@ def test_gt_tracks_needs_tracks(tmp_path: Path) -> None:
     root.mkdir()
     write_folder(root, "plain", 10)
     with pytest.raises(DataError) as err:
-        GtTracks(GtTracksParams(gap=3)).pairs(dataset(root))
+        make(GtTracks, gap=3).pairs(dataset(root))
     assert "plain" in err.value.message and "no object tracks" in err.value.message
     assert "trackingnet" in str(err.value) and "frame-temporal" in str(err.value)
     # tracks but no main one: `tracks: all` is the way out
@@ -361,18 +392,16 @@ def test_gt_tracks_needs_tracks(tmp_path: Path) -> None:
     (root / "plain" / "boxes.txt").write_text("\n".join(",".join(map(str, box_at(i)))
                                                         for i in range(10)))
     with pytest.raises(DataError) as err:
-        GtTracks(GtTracksParams(gap=3)).pairs(dataset(root))
+        make(GtTracks, gap=3).pairs(dataset(root))
     assert "nomain" in err.value.message and "tracks: all" in str(err.value)
-    assert len(GtTracks(GtTracksParams(gap=3, tracks="all")).pairs(dataset(root))) == 5
+    assert len(make(GtTracks, gap=3, tracks="all").pairs(dataset(root))) == 5
 
 
 # -- data errors --------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", [VideoFrames, FrameTemporal, GtTracks])
 def test_image_dataset_is_refused_by_name(cls) -> None:
-    params = {VideoFrames: VideoFramesParams, FrameTemporal: FrameTemporalParams,
-              GtTracks: GtTracksParams}[cls]()
     with pytest.raises(DataError) as err:
-        cls(params).pairs(Images())
+        make(cls).pairs(Images())
     assert "Images" in err.value.message and "video dataset" in err.value.message
     assert cls.name in err.value.message
     assert "trackingnet" in str(err.value) and "video-folder" in str(err.value)
@@ -380,55 +409,146 @@ def test_image_dataset_is_refused_by_name(cls) -> None:
 
 def test_no_usable_video_is_a_data_error(videos: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no videos"):
-        FrameTemporal(FrameTemporalParams()).pairs(listed())
+        make(FrameTemporal).pairs(listed())
     with pytest.raises(DataError) as err:  # every video has <= 100 frames
-        FrameTemporal(FrameTemporalParams()).pairs(dataset(videos))
+        make(FrameTemporal).pairs(dataset(videos))
     assert "none of the 3 videos" in err.value.message and "too short: 3" in err.value.message
     assert "gap=100" in str(err.value)
     with pytest.raises(DataError, match="frames_per_video=20"):
-        VideoFrames(VideoFramesParams(frames_per_video=20)).pairs(dataset(videos))
+        make(VideoFrames, frames_per_video=20).pairs(dataset(videos))
 
 
 def test_box_outside_the_frame_names_the_video_and_frame(tmp_path: Path) -> None:
     root = tmp_path / "v"
     root.mkdir()
     write_folder(root, "off", 4, ["100,100,140,130"] * 4)
-    pairs = GtTracks(GtTracksParams(gap=1, **PLAIN)).pairs(dataset(root))
+    pairs = make(GtTracks, gap=1, views=PLAIN).pairs(dataset(root))
     with pytest.raises(DataError) as err:
         pairs[0]
     assert str(root / "off") in err.value.message and "frame 0" in err.value.message
 
 
 def test_bad_params_are_rejected() -> None:
-    registry = fresh_host(plugin, "video-pairs").registry
+    registry = host().registry
     for name, bad in (("frame-temporal", {"gap": 0}), ("video-frames", {"frames_per_video": 0}),
                       ("gt-tracks", {"tracks": "some"}), ("gt-tracks", {"context": -0.1}),
-                      ("gt-tracks", {"min_box_size": 0}), ("frame-temporal", {"scale": [0.9, 0.2]}),
+                      ("gt-tracks", {"min_box_size": 0}),
+                      ("frame-temporal", {"views": views(scale=[0.9, 0.2])}),
                       ("video-frames", {"gap": 3})):
         with pytest.raises(ComponentError):
             registry.create("pair-sampler", {"type": name, **bad})
+
+
+# -- views: the composed view augmentation ------------------------------------------------------
+WHERE = "models.m.train.pair_sampler"
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_views_are_created_through_the_registry(name: str, videos: Path) -> None:
+    registry = host().registry
+    sampler = registry.create("pair-sampler", {"type": name, "gap": 3} if name != "video-frames"
+                              else {"type": name}, where=WHERE)
+    assert isinstance(sampler.views, aggressive_crop.MocoV2Views) and sampler.views.size == 224
+    sampler = registry.create("pair-sampler", {"type": name, "views": views(size=20, hue=0.3)})
+    assert sampler.views.size == 20 and sampler.views.p.hue == 0.3
+    # only the composed views' plugin knows the name: without it, the error says so
+    alone = fresh_host(plugin, "video-pairs").registry
+    with pytest.raises(ComponentError, match=rf"view-augmentation 'aggressive-crop' at {WHERE}.views"):
+        alone.create("pair-sampler", {"type": name}, where=WHERE)
+
+
+def test_a_third_party_view_augmentation_is_composed(videos: Path) -> None:
+    """Any registered view augmentation works: here one that gives the frame's mean colour."""
+
+    class MeanColourParams(Params):
+        size: int = 8
+
+    class MeanColour(ViewAugmentation):
+        def __init__(self, params: MeanColourParams) -> None:
+            self.size = params.size
+
+        def draw_crop(self, img: Image.Image) -> tuple[int, int, int, int]:
+            return 0, 0, img.height, img.width
+
+        def finish(self, img: Image.Image, crop: tuple[int, int, int, int]
+                   ) -> tuple[torch.Tensor, bool]:
+            pixels = torch.from_numpy(np.asarray(img, np.float32) / 255).permute(2, 0, 1)
+            return pixels.mean((1, 2), keepdim=True).expand(3, self.size, self.size), False
+
+    class Views:
+        @hookimpl
+        def register_view_augmentations(self, register: Register) -> None:
+            register("mean-colour", MeanColour, params=MeanColourParams, summary="mean colour")
+
+    h = fresh_host(plugin, "video-pairs")
+    assert h.add_plugin(Views(), "mean-colour")
+    sampler = h.registry.create("pair-sampler", {"type": "frame-temporal", "gap": 3,
+                                                 "views": {"type": "mean-colour", "size": 4}})
+    item = sampler.pairs(dataset(videos))[0]
+    assert item["query"].shape == (3, 4, 4)
+    assert frame_index(item["query"]) == 0 and frame_index(item["key"]) == 3
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"views": views(size=0)}, rf"{WHERE}.views.size"),
+    ({"views": views(sizee=3)}, rf"{WHERE}.views.sizee: unknown parameter"),
+    ({"views": {"type": "aggresive-crop"}}, r"did you mean 'aggressive-crop'"),
+    ({"views": {"size": 48}}, rf"{WHERE}.views: missing 'type'"),
+    ({"views": 48}, rf"{WHERE}.views"),
+])
+def test_bad_views_name_their_recipe_path(bad: dict, match: str) -> None:
+    registry = host().registry
+    with pytest.raises(ComponentError, match=match):
+        registry.validate("pair-sampler", {"type": "gt-tracks", **bad}, where=WHERE)
+
+
+def test_old_flat_crop_parameters_fail_showing_the_new_form() -> None:
+    """Recipes written before `views` put the crop knobs on the sampler itself."""
+    registry = host().registry
+    with pytest.raises(ComponentError) as err:
+        registry.validate("pair-sampler", {"type": "frame-temporal", "gap": 4, "size": 48,
+                                           "scale": [0.3, 1.0]}, where=WHERE)
+    assert str(err.value.message).startswith(f"{WHERE}: size, scale are parameters of the "
+                                             "view-augmentation 'aggressive-crop'")
+    assert "views: {type: aggressive-crop, size: 48, scale: [0.3, 1.0]}" in str(err.value.hint)
+    # the new form, the same knobs: accepted
+    registry.validate("pair-sampler", {"type": "frame-temporal", "gap": 4,
+                                       "views": views(size=48, scale=[0.3, 1.0])}, where=WHERE)
+
+
+def test_old_and_new_form_give_the_same_pairs(videos: Path) -> None:
+    """The knobs moved, the numbers did not: the sampler's views are aggressive-crop's own."""
+    knobs = dict(size=24, scale=(0.3, 0.9), hue=0.2)
+    crop = aggressive_crop.AggressiveCrop(aggressive_crop.AggressiveCropParams(**knobs))
+    pairs = make(GtTracks, gap=3, views=views(**knobs)).pairs(dataset(videos))
+    for seed in range(3):
+        torch.manual_seed(seed)
+        item = pairs[1]
+        first, second = pairs.images(1)
+        torch.manual_seed(seed)
+        assert torch.equal(item["query"], crop.transform(first))
+        assert torch.equal(item["key"], crop.transform(second))
 
 
 # -- the plugin contract ------------------------------------------------------------------------
 def test_plugin_contract(videos: Path) -> None:
     regs = check_registers_cleanly(plugin, "video-pairs")
     assert {r.name for r in regs} == set(SAMPLERS)
-    registry = fresh_host(plugin, "video-pairs").registry
+    registry = host().registry
     ds = dataset(videos)
     for name in SAMPLERS:
         check_params_reject_unknown_keys("pair-sampler", name, registry=registry)
         for augment_on in ("cpu", "gpu"):  # gpu: aggressive-crop's finish, run here on CPU
-            sampler = registry.create("pair-sampler", {"type": name, "size": 16, "gap": 3,
-                                                       "augment_on": augment_on}
-                                      if name != "video-frames" else
-                                      {"type": name, "size": 16, "augment_on": augment_on})
+            v = views(size=16, augment_on=augment_on)
+            sampler = registry.create("pair-sampler", {"type": name, "views": v, "gap": 3}
+                                      if name != "video-frames" else {"type": name, "views": v})
             check_pair_sampler(sampler, ds, items=3)
 
 
 def test_gpu_path_gives_the_cpu_paths_views(videos: Path) -> None:
     """Same seed, same draws: only PIL's 8-bit rounding between steps separates the two."""
-    cpu = GtTracks(GtTracksParams(size=24, gap=3)).pairs(dataset(videos))
-    sampler = GtTracks(GtTracksParams(size=24, gap=3, augment_on="gpu"))
+    cpu = make(GtTracks, views=views(size=24), gap=3).pairs(dataset(videos))
+    sampler = make(GtTracks, views=views(size=24, augment_on="gpu"), gap=3)
     gpu = sampler.pairs(dataset(videos))
     std = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
     for seed in range(6):
@@ -444,7 +564,7 @@ def test_gpu_path_gives_the_cpu_paths_views(videos: Path) -> None:
 def test_worker_processes_read_mp4_videos_listed_in_the_parent(videos: Path) -> None:
     """The trainer's DataLoader forks workers (num_workers defaults to 2) after the dataset
     was listed, and listing mp4 files decodes them (frame count, last frame)."""
-    pairs = FrameTemporal(FrameTemporalParams(size=16, gap=3)).pairs(dataset(videos))
+    pairs = make(FrameTemporal, views=views(size=16), gap=3).pairs(dataset(videos))
     loader = torch.utils.data.DataLoader(pairs, batch_size=5, num_workers=2, timeout=15)
     (batch,) = list(loader)
     assert batch["frames"].tolist() == [[0, 3], [3, 6], [0, 3], [3, 6], [6, 9]]
@@ -473,7 +593,7 @@ models:
     encoder: {{type: resnet18, small_input: true}}
     train:
       dataset: train
-      pair_sampler: {{type: gt-tracks, size: 16, gap: 2}}
+      pair_sampler: {{type: gt-tracks, views: {{type: aggressive-crop, size: 16}}, gap: 2}}
       objective: {{type: moco-queue, queue_size: 16, dim: 8}}
       epochs: 1
       batch_size: 4

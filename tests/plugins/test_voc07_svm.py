@@ -157,3 +157,40 @@ def test_the_sweep_prints_no_sklearn_warnings_from_its_threads() -> None:
         warnings.simplefilter("always")
         svm_sweep(x, t, x[:20], t[:20], costs=(1e3, 1e4, 1e5), n_jobs=2)
     assert not [w for w in caught if "sklearn" in (w.filename or "") or "Liblinear" in str(w.message)]
+
+
+def test_folds_above_a_class_s_positives_are_refused_before_fitting() -> None:
+    """Every cross-validation AP would be NaN and the first cost would win silently."""
+    from ssl_core import DataError
+
+    x, t = _blobs(30, 3, 0)
+    t[:, 0] = -1
+    t[:2, 0] = 1  # class 0: 2 positives, fewer than 3 folds
+    with pytest.raises(DataError, match=r"class 0 .*2 positive.*folds=3") as info:
+        svm_sweep(x, t, x, t, costs=[1.0], folds=3, n_jobs=1)
+    assert "folds" in (info.value.hint or "")
+    t[:, 0] = 1
+    t[0, 0] = -1  # one negative: also refused, named as negatives
+    with pytest.raises(DataError, match=r"1 negative"):
+        svm_sweep(x, t, x, t, costs=[1.0], folds=2, n_jobs=1)
+
+
+def test_a_one_class_set_is_refused_for_lacking_negatives(tmp_path: Path) -> None:
+    from ssl_core import DataError
+
+    recs = [ImageRecord(tmp_path / f"{i}.jpg", label="dog") for i in range(6)]
+    ev = get_registry().create("evaluator", {"type": "voc07-svm", "n_jobs": 1, "image_size": 8})
+
+    def feats(name, records, pre):
+        return np.random.default_rng(0).normal(size=(len(records), 4)).astype(np.float32)
+
+    with pytest.raises(DataError, match="'dog' has no negative"):
+        ev.evaluate(_ListDataset(recs), feats)
+
+
+class _ListDataset:
+    def __init__(self, records) -> None:
+        self._records = records
+
+    def records(self, subset: str):
+        return self._records

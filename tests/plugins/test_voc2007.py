@@ -90,3 +90,19 @@ def test_bad_list_line_and_xml_name_the_file(tmp_path: Path) -> None:
     (base / "Annotations/000001.xml").write_text("<annotation><object>")
     with pytest.raises(DataError, match="cannot parse VOC annotation .*000001.xml"):
         _dataset(tmp_path, "voc2007-cropped-boxes").records("trainval")
+
+
+def test_cropped_boxes_outside_the_image_are_skipped_or_clipped(tmp_path: Path) -> None:
+    """A box wholly outside the image was scored as a black crop; one partly outside is
+    clipped to the image (32x24)."""
+    write_voc(tmp_path, {"test": {"000001": [("dog", (3, 3, 20, 18), False),
+                                            ("dog", (40, 3, 50, 18), False),
+                                            ("dog", (20, 10, 40, 30), False),
+                                            ("dog", (10, 10, 5, 18), False)],
+                                  "000002": [("chair", (3, 3, 20, 18), False)]}},
+              ["chair", "dog"])
+    ds = _dataset(tmp_path, "voc2007-cropped-boxes")
+    recs = ds.records("test")
+    assert [r.box for r in recs] == [(2.0, 2.0, 20.0, 18.0), (19.0, 9.0, 32.0, 24.0),
+                                     (2.0, 2.0, 20.0, 18.0)]
+    assert ds.stats["test_skipped_bad_box"] == 2 and ds.stats["test_clipped_box"] == 1

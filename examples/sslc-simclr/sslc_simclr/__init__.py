@@ -22,7 +22,10 @@ from ssl_core import (
     ObjectiveOutput,
     Params,
     Register,
+    gather_with_grad,
     hookimpl,
+    projection_head,
+    rank,
 )
 from torch import Tensor, nn
 
@@ -55,12 +58,13 @@ def nt_xent(query: Tensor, key: Tensor, temperature: float) -> tuple[Tensor, Ten
     """
     n = query.shape[0]
     local = F.normalize(torch.cat([query, key]), dim=1)  # cosine similarity = dot product
-    q_all, k_all, rank = _gather(local[:n]), _gather(local[n:]), _rank()
+    # gather_with_grad keeps the gradient of each rank's rows (a plain all_gather cuts it)
+    q_all, k_all = gather_with_grad(local[:n]), gather_with_grad(local[n:])
     candidates = torch.cat([q_all, k_all])
     total = q_all.shape[0]  # N over all ranks
 
     logits = local @ candidates.T / temperature  # (2n, 2*total)
-    rows = torch.arange(n, device=query.device) + rank * n
+    rows = torch.arange(n, device=query.device) + rank() * n
     own = torch.cat([rows, rows + total])  # where each local row sits among the candidates
     positive = torch.cat([rows + total, rows])  # ... and where its other view sits
     # An embedding is trivially most similar to itself: drop it from its own softmax.
@@ -72,23 +76,6 @@ def nt_xent(query: Tensor, key: Tensor, temperature: float) -> tuple[Tensor, Ten
     return loss, acc1
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if _distributed() else 0
-
-
-def _gather(x: Tensor) -> Tensor:
-    """All ranks' rows, keeping gradients (plain all_gather would cut them off)."""
-    if not _distributed() or torch.distributed.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x))
-
-
 class SimCLRNTXent(ContrastiveObjective):
     """Encoder + projection head trained with NT-Xent on in-batch negatives."""
 
@@ -97,18 +84,15 @@ class SimCLRNTXent(ContrastiveObjective):
         self.params = params
         # Built in bind(): the head's input size depends on the encoder.
         self.trunk: Encoder | None = None
-        self.head: nn.Sequential | None = None
+        self.head: nn.Module | None = None
 
     def bind(self, encoder: Encoder) -> None:
         p = self.params
-        hidden = p.hidden_dim or encoder.feature_dim
-        layers: list[nn.Module] = [nn.Linear(encoder.feature_dim, hidden, bias=not p.batch_norm)]
-        if p.batch_norm:
-            layers.append(nn.BatchNorm1d(hidden))
-        layers += [nn.ReLU(inplace=True), nn.Linear(hidden, p.out_dim)]
+        # Linear -> [BatchNorm] -> ReLU -> Linear, from the core's contrastive toolkit.
         # Both are submodules, so the trainer's optimizer and checkpoints include them.
         self.trunk = encoder
-        self.head = nn.Sequential(*layers)
+        self.head = projection_head(encoder.feature_dim, p.out_dim, p.hidden_dim,
+                                    batch_norm=p.batch_norm)
 
     @property
     def encoder(self) -> Encoder:

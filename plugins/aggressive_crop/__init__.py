@@ -1,4 +1,8 @@
-"""Pair-sampler `aggressive-crop`: two MoCo-v2 augmentations of one image form a positive pair.
+"""`aggressive-crop`: the MoCo-v2 augmentation, as a view augmentation and as a pair sampler.
+
+It registers a **view-augmentation** `aggressive-crop` (the pipeline below: what the video
+samplers and the region tracker compose as their `views`) and a **pair-sampler**
+`aggressive-crop` (two such views of one image form a positive pair).
 
 The pipeline is the official MoCo-v2 loader's (facebookresearch/moco, `main_moco.py`
 with `--aug-plus`), step for step on the PIL image: RandomResizedCrop(size, scale
@@ -9,7 +13,7 @@ here it comes from torch's RNG like every other draw, so the trainer's per-(seed
 epoch, image) `torch.manual_seed` fixes the whole view.
 
 With `augment_on: gpu` the workers stop after the crop (uint8 views plus every drawn
-parameter) and `on_device` does the rest on the training device (`aggressive_crop_gpu`).
+parameter) and `on_device` does the rest on the training device (module `gpu`).
 """
 
 from __future__ import annotations
@@ -23,24 +27,27 @@ from PIL import Image, ImageFilter
 from pydantic import Field, model_validator
 from torch import Tensor
 from torchvision import transforms
+from torchvision.transforms import functional as TF
 
 from ssl_core import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Crop,
     DataError,
     Dataset,
     ImageRecord,
     PairSampler,
     Params,
     Register,
+    ViewAugmentation,
     crop_box,
     hookimpl,
     load_rgb,
 )
-from sslc_plugins.aggressive_crop_gpu import augment_views, draw_view, unpack
+from sslc_plugins.aggressive_crop.gpu import augment_views, draw_view, unpack
 
 
-class AggressiveCropParams(Params):
+class MocoV2ViewParams(Params):
     """The MoCo-v2 augmentation, every knob exposed; defaults are the official values."""
 
     size: int = Field(224, ge=1, description="output side length of each view, in pixels")
@@ -58,13 +65,12 @@ class AggressiveCropParams(Params):
     flip_p: float = Field(0.5, ge=0.0, le=1.0)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    subset: str | None = None
     augment_on: Literal["cpu", "gpu"] = Field(
         "cpu", description="cpu: the whole pipeline in the DataLoader workers; gpu: workers decode "
         "and crop, the trainer's device does jitter, grayscale, blur, flip and normalisation")
 
     @model_validator(mode="after")
-    def _check_ranges(self) -> AggressiveCropParams:
+    def _check_ranges(self) -> MocoV2ViewParams:
         lo, hi = self.scale
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {self.scale}")
@@ -75,6 +81,12 @@ class AggressiveCropParams(Params):
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be positive, got {self.std}")
         return self
+
+
+class AggressiveCropParams(MocoV2ViewParams):
+    """The pair sampler's: the MoCo-v2 knobs and which subset of the dataset to read."""
+
+    subset: str | None = None
 
 
 class GaussianBlur:
@@ -122,7 +134,7 @@ class ToNormalizedTensor:
         return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
 
 
-def build_transform(p: AggressiveCropParams) -> transforms.Compose:
+def build_transform(p: MocoV2ViewParams) -> transforms.Compose:
     """The MoCo-v2 augmentation on a PIL image, in the official order (tensor out).
 
     torchvision's v1 transforms are the official loader's own and draw from torch's RNG;
@@ -149,19 +161,66 @@ def class_indices(records: Sequence[ImageRecord]) -> list[int] | None:
     return [index[str(x)] for x in labels]
 
 
+class MocoV2Views(ViewAugmentation):
+    """The view augmentation `aggressive-crop`: the MoCo-v2 pipeline on one image.
+
+    `__call__` is `build_transform`'s Compose; `draw_crop` + `finish` make the same draws in
+    the same order for samplers that draw the crop themselves; `prepare` + `on_device` are
+    the `augment_on: gpu` split (module `gpu`)."""
+
+    def __init__(self, params: MocoV2ViewParams) -> None:
+        self.p = params
+        self.size = params.size
+        self.augment_on = params.augment_on
+        self.transform = build_transform(params)
+
+    def __call__(self, img: Image.Image) -> Tensor:
+        out: Tensor = self.transform(img)
+        return out
+
+    def draw_crop(self, img: Image.Image) -> Crop:
+        top, left, h, w = transforms.RandomResizedCrop.get_params(img, list(self.p.scale),
+                                                                  list(self.p.ratio))
+        return int(top), int(left), int(h), int(w)
+
+    def finish(self, img: Image.Image, crop: Crop) -> tuple[Tensor, bool]:
+        p = self.p
+        _, jitter, gray, blur, _, to_tensor = self.transform.transforms
+        top, left, h, w = crop
+        view = TF.resized_crop(img, top, left, h, w, [p.size, p.size],
+                               transforms.InterpolationMode.BILINEAR, antialias=True)
+        view = blur(gray(jitter(view)))
+        flip = bool(torch.rand(1) < p.flip_p)  # RandomHorizontalFlip's draw
+        if flip:
+            view = TF.hflip(view)
+        return to_tensor(view), flip
+
+    def prepare(self, img: Image.Image) -> tuple[Tensor, bytes]:
+        """One crop and its parameters, drawn as the CPU pipeline's transforms draw them."""
+        crop, jitter = self.transform.transforms[0], self.transform.transforms[1].transforms[0]
+        p = self.p
+        return draw_view(img, crop, p.jitter_p, jitter, p.grayscale_p, p.blur_p, p.blur_sigma,
+                         p.flip_p)
+
+    def on_device(self, views: Tensor, params: Sequence[bytes]) -> Tensor:
+        """Jitter, grayscale, blur, flip and normalise the uint8 crops where they are, with the
+        parameters the workers drew (no random draw here: a pure function of the batch, so
+        resumed runs stay reproducible)."""
+        return augment_views(views, unpack(params), self.p.mean, self.p.std)
+
+
 class CropPairs(torch.utils.data.Dataset):
     """Items `{"query", "key", "index"}`: two independent views of record `index`, plus
-    `"label"` (its class index, see `class_indices`) when every record has a label."""
+    `"label"` (its class index, see `class_indices`) when every record has a label.
 
-    def __init__(self, records: Sequence[ImageRecord], transform: transforms.Compose) -> None:
+    With `augment_on: gpu` query and key are uint8 crops (3, size, size) and their drawn
+    parameters travel as `bytes` (`query_params`, `key_params`: kept on the host by the
+    collate); `AggressiveCrop.on_device` turns a batch of them into the CPU path's tensors."""
+
+    def __init__(self, records: Sequence[ImageRecord], views: ViewAugmentation) -> None:
         self.records = list(records)
-        self.transform = transform
+        self.views = views
         self.labels = class_indices(self.records)
-
-    def _with_label(self, item: dict[str, Any], index: int) -> dict[str, Any]:
-        if self.labels is not None:
-            item["label"] = self.labels[index]
-        return item
 
     def __len__(self) -> int:
         return len(self.records)
@@ -170,33 +229,15 @@ class CropPairs(torch.utils.data.Dataset):
         record = self.records[index]
         # A training crop keeps only the part of a box inside the image (no black padding).
         img = crop_box(load_rgb(record.path), record.box, record.path, mode="clip")
-        query: Tensor = self.transform(img)
-        key: Tensor = self.transform(img)
-        return self._with_label({"query": query, "key": key, "index": index}, index)
-
-
-class CropViews(CropPairs):
-    """`augment_on: gpu` items: `{"query", "key"}` uint8 crops (3, size, size), their drawn
-    parameters as `bytes` (`query_params`, `key_params`: kept on the host by the collate), and
-    `index`. `AggressiveCrop.on_device` turns a batch of them into the CPU path's tensors."""
-
-    def __init__(self, records: Sequence[ImageRecord], p: AggressiveCropParams) -> None:
-        super().__init__(records, build_transform(p))
-        self.p = p
-
-    def view(self, img: Image.Image) -> tuple[Tensor, bytes]:
-        """One crop and its parameters, drawn as the CPU pipeline's transforms draw them."""
-        crop, jitter = self.transform.transforms[0], self.transform.transforms[1].transforms[0]
-        p = self.p
-        return draw_view(img, crop, p.jitter_p, jitter, p.grayscale_p, p.blur_p, p.blur_sigma, p.flip_p)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        img = crop_box(load_rgb(record.path), record.box, record.path, mode="clip")
-        query, query_params = self.view(img)
-        key, key_params = self.view(img)
-        return self._with_label({"query": query, "key": key, "query_params": query_params,
-                                 "key_params": key_params, "index": index}, index)
+        item: dict[str, Any] = {"index": index}
+        if self.views.augment_on == "gpu":
+            item["query"], item["query_params"] = self.views.prepare(img)
+            item["key"], item["key_params"] = self.views.prepare(img)
+        else:
+            item["query"], item["key"] = self.views(img), self.views(img)
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
 
 
 class AggressiveCrop(PairSampler):
@@ -204,20 +245,12 @@ class AggressiveCrop(PairSampler):
 
     def __init__(self, params: AggressiveCropParams) -> None:
         self.params = params
-        self.transform = build_transform(params)
+        self.views = MocoV2Views(params)
+        self.transform = self.views.transform
 
     def on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """`augment_on: gpu`: jitter, grayscale, blur, flip and normalise the uint8 crops where
-        they are, with the parameters the workers drew (no random draw here: a pure function
-        of the batch, so resumed runs stay reproducible). Identity for `augment_on: cpu`."""
-        if self.params.augment_on == "cpu" or "query_params" not in batch:
-            return batch
-        n = len(batch["query_params"])
-        views = torch.cat([batch["query"], batch["key"]])
-        params = unpack(list(batch["query_params"]) + list(batch["key_params"]))
-        out = augment_views(views, params, self.params.mean, self.params.std)
-        rest = {k: v for k, v in batch.items() if k not in ("query_params", "key_params")}
-        return {**rest, "query": out[:n], "key": out[n:]}
+        """`augment_on: gpu`: the views' on-device half; identity for `augment_on: cpu`."""
+        return self.views.on_device_batch(batch)
 
     def pairs(self, dataset: Dataset) -> CropPairs:
         records = dataset.records(self.params.subset)
@@ -228,12 +261,17 @@ class AggressiveCrop(PairSampler):
                 f" in subset {self.params.subset or '(default)'}",
                 "check the dataset root and the sampler's `subset` parameter",
             )
-        if self.params.augment_on == "gpu":
-            return CropViews(records, self.params)
-        return CropPairs(records, self.transform)
+        return CropPairs(records, self.views)
 
 
 @hookimpl
 def register_pair_samplers(register: Register) -> None:
     register("aggressive-crop", AggressiveCrop, params=AggressiveCropParams,
              summary="two MoCo-v2 augmentations (crop, jitter, gray, PIL blur, flip) of one image")
+
+
+@hookimpl
+def register_view_augmentations(register: Register) -> None:
+    register("aggressive-crop", MocoV2Views, params=MocoV2ViewParams,
+             summary="the MoCo-v2 augmentation (crop, jitter, gray, PIL blur, flip, normalise) "
+                     "of one image; augment_on: gpu finishes views on the training device")
