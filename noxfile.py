@@ -18,15 +18,14 @@ ROOT = Path(__file__).resolve().parent
 
 def _builtin_plugins() -> dict[str, list[str]]:
     """Entry-point name -> its test files, from pyproject.toml's `sslc.plugins` entry points:
-    `sslc_plugins.NAME` is tested by tests/plugins/test_NAME.py and test_NAME_*.py."""
+    `sslc_plugins.NAME` is tested by tests/plugins/NAME/test_*.py."""
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     out = {}
     for name, target in project["entry-points"]["sslc.plugins"].items():
         module = target.split(":")[0].removeprefix("sslc_plugins.")
-        tests = sorted({*ROOT.glob(f"tests/plugins/test_{module}.py"),
-                        *ROOT.glob(f"tests/plugins/test_{module}_*.py")})
+        tests = sorted((ROOT / "tests" / "plugins" / module).glob("test_*.py"))
         out[name] = [str(t.relative_to(ROOT)) for t in tests]
     return out
 

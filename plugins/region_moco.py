@@ -53,8 +53,8 @@ from ssl_core import (
     ComponentError,
     Encoder,
     MomentumContrast,
+    MomentumContrastParams,
     ObjectiveOutput,
-    Params,
     Register,
     device_constant,
     enqueue_valid,
@@ -67,21 +67,10 @@ from ssl_core import (
 )
 
 
-class RegionMocoParams(Params):
+class RegionMocoParams(MomentumContrastParams):
     """The frame loss's parameters (moco-queue's, same names and defaults) plus the region
     loss's."""
 
-    dim: int = Field(128, ge=1, description="key/query embedding size")
-    queue_size: int = Field(65536, ge=1, description="number of negative keys K")
-    momentum: float = Field(0.999, ge=0.0, le=1.0, description="key-encoder momentum m")
-    temperature: float = Field(0.2, gt=0.0, description="softmax temperature T")
-    mlp: bool = Field(True, description="2-layer MLP head (v2) instead of one Linear (v1)")
-    shuffle_bn: bool = Field(True, description="shuffle-BN: across ranks under torchrun, "
-                             "emulated by shuffle_bn_groups in one process")
-    shuffle_bn_groups: int | None = Field(
-        None, ge=1, description="one-process shuffle-BN: BatchNorm groups the batch is split "
-        "into (each an emulated rank); null = up to 8 groups of at least 4 images; 1 = off. "
-        "Only with BatchNorm in the encoder and without torchrun")
     frame_weight: float = Field(1.0, ge=0.0, description="weight of the frame-level MoCo loss")
     region_weight: float = Field(1.0, ge=0.0, description="weight of the region-level loss")
     region_queue_size: int = Field(65536, ge=1, description="negative region keys kept")
@@ -104,6 +93,7 @@ class RegionMoco(MomentumContrast):
     """MoCo v2 with a second, region-level InfoNCE over tracked region pairs."""
 
     name = "region-moco"
+    needs_keys = frozenset({"query", "key", "query_boxes", "key_boxes", "box_valid"})
     #: moco-queue's branch names, so the trunk exports in the official MoCo layout too
     branch_names = ("encoder_q", "encoder_k")
     region_queue: Tensor

@@ -44,4 +44,4 @@ def test_every_builtin_plugin_has_a_nox_session() -> None:
     builtin = {n for n, p in host.plugins.items() if p.distribution == "sslc"}
     assert builtin <= set(noxfile.BUILTIN_PLUGINS), builtin - set(noxfile.BUILTIN_PLUGINS)
     untested = [name for name in builtin if not noxfile.BUILTIN_PLUGINS[name]]
-    assert not untested, f"built-in plugins without tests/plugins/test_<module>*.py: {untested}"
+    assert not untested, f"built-in plugins without tests/plugins/<module>/test_*.py: {untested}"

@@ -105,8 +105,14 @@ def video_identity(video: VideoRecord) -> dict[str, Any]:
             "files": stats}
 
 
+#: what region pairs add to a batch (TrackPairs' items)
+REGION_KEYS = frozenset({"query", "key", "query_boxes", "key_boxes", "box_valid"})
+
+
 class SelectiveSearchTracker(PairSampler):
     """Positive pairs = regions tracked by feature matching (and their frames)."""
+
+    batch_keys = REGION_KEYS
 
     wants_encoder: ClassVar[bool] = True
 
@@ -342,6 +348,8 @@ class GtRegionTracks(PairSampler):
     """The Ground Truth Tracks model's pairs: frame-temporal's (i, i + k) with the annotated
     objects' boxes in both frames as the region pairs (the region tracker with annotated
     instead of unsupervised tracks)."""
+
+    batch_keys = REGION_KEYS
 
     def __init__(self, params: GtRegionTracksParams) -> None:
         self.params = params

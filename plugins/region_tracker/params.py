@@ -110,6 +110,11 @@ class SelectiveSearchTrackerParams(RegionPairParams):
                              f"pair's regions are tracked through gap / delta steps of delta "
                              f"frames (e.g. delta {self.delta}, gap "
                              f"{max(1, round(self.gap / self.delta)) * self.delta})")
+        span = self.gap // self.delta + 1  # sampled frames i, i + delta, ..., i + gap
+        if 0 < self.max_frames < span:
+            raise ValueError(f"max_frames ({self.max_frames}) leaves no track: a pair's regions "
+                             f"are tracked over {span} sampled frames (gap {self.gap} / delta "
+                             f"{self.delta} + 1); set max_frames to {span} or more, or 0 (all)")
         return self
 
 

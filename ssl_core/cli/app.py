@@ -11,7 +11,7 @@ import click
 from ssl_core import __version__
 
 #: command name -> (module, attribute, one-line help shown by `sslc --help`);
-#: tests/cli/test_hardening.py checks each line against the command's own docstring.
+#: tests/cli/test_app.py checks each line against the command's own docstring.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("ssl_core.cli.data", "data", "Prepare datasets (render the synthetic world)."),
     "evaluate": ("ssl_core.cli.evaluate", "evaluate",

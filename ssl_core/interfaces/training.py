@@ -18,6 +18,10 @@ from ssl_core.interfaces.encoder import Encoder
 class PairSampler(ABC):
     """Decides what counts as a positive pair."""
 
+    #: the keys every batch holds (after `on_device`), checked against the objective's
+    #: `needs_keys` by `sslc validate`
+    batch_keys: ClassVar[frozenset[str]] = frozenset({"query", "key"})
+
     @abstractmethod
     def pairs(self, dataset: Dataset) -> torch.utils.data.Dataset:
         """A torch dataset whose items are dicts with at least "query" and "key" tensors."""
@@ -107,6 +111,9 @@ class ObjectiveOutput:
 
 class ContrastiveObjective(nn.Module, ABC):
     """The loss and its state. Owns the query encoder it trains once `bind` is called."""
+
+    #: the batch keys `forward` reads: a pair sampler must give them all (`batch_keys`)
+    needs_keys: ClassVar[frozenset[str]] = frozenset({"query", "key"})
 
     @abstractmethod
     def bind(self, encoder: Encoder) -> None:

@@ -320,6 +320,8 @@ def _check_components(recipe: Recipe, registry: Registry, lines: Mapping[tuple[s
                     f"add `probes:`, or remove probe_every (--set models.{name}.train."
                     "probe_every=null)")
             check("objective", t.objective, "models", name, "train", "objective")
+            _check_batch_keys(t.pair_sampler, t.objective, registry,
+                              describe_path(("models", name, "train", "objective"), lines))
     for name, probe in recipe.probes.items():
         probe_ds = probe.get("dataset")
         if probe_ds is not None and probe_ds not in recipe.datasets:
@@ -420,6 +422,31 @@ def _check_report_models(recipe: Recipe, known: set[str],
             raise RecipeError(f"{describe_path(path, lines)}: no model named {ref!r}",
                               (f"did you mean {close[0]!r}? " if close else "")
                               + f"models in this recipe: {', '.join(sorted(names)) or '(none)'}")
+
+
+def _check_batch_keys(sampler: Mapping[str, Any], objective: Mapping[str, Any],
+                      registry: Registry, where: str) -> None:
+    """The objective reads only keys the pair sampler's batches hold (a region loss needs
+    region boxes), before anything trains."""
+    try:
+        given = registry.get("pair-sampler", str(sampler.get("type"))).cls
+        needing = registry.get("objective", str(objective.get("type"))).cls
+    except ComponentError:
+        return  # an unknown name is reported by the component check
+    needs = set(getattr(needing, "needs_keys", ()))
+
+    def gives(cls: Any) -> set[str]:
+        return set(getattr(cls, "batch_keys", ()))
+
+    missing = sorted(needs - gives(given))
+    if missing:
+        fit = [n for n in registry.names("pair-sampler")
+               if not needs - gives(registry.get("pair-sampler", n).cls)]
+        raise RecipeError(
+            f"{where}: objective {objective.get('type')!r} reads {', '.join(missing)} from each "
+            f"batch, which pair sampler {sampler.get('type')!r} does not give",
+            f"use a pair sampler that gives them ({', '.join(fit) or 'none is installed'}), or "
+            "an objective for plain view pairs")
 
 
 def _check_sampler_encoder(recipe: Recipe, name: str,

@@ -324,3 +324,21 @@ def test_every_typo_in_a_recipe_is_reported_at_once_with_a_suggestion(tmp_path: 
     for line, typo, meant in ((6, "smal_input", "small_input"), (9, "sise", "size"),
                               (10, "queue_sise", "queue_size")):
         assert f"{typo} ({path}:{line}): unknown parameter; did you mean '{meant}'?" in text
+
+
+def test_an_objective_needing_keys_the_sampler_does_not_give_is_refused(tmp_path: Path) -> None:
+    """region-moco reads region boxes: with a sampler of plain view pairs it would fail deep in
+    training; `sslc validate` names the YAML line and the samplers that fit."""
+    registry = get_registry()
+    if not {"region-moco"} <= set(registry.names("objective")) or \
+            "aggressive-crop" not in registry.names("pair-sampler"):
+        pytest.skip("needs the region-moco and aggressive-crop plugins")
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\ndatasets:\n  train: {type: image-folder, root: x}\nmodels:\n  m:\n"
+                    "    encoder: {type: resnet18}\n    train:\n      dataset: train\n"
+                    "      pair_sampler: {type: aggressive-crop}\n"
+                    "      objective: {type: region-moco}\n")
+    with pytest.raises(RecipeError, match=r"objective \(.*r.yaml:10\): objective .region-moco. reads "
+                                          r"box_valid, key_boxes, query_boxes") as e:
+        load_recipe(path)
+    assert "use a pair sampler that gives them (" in e.value.hint

@@ -45,7 +45,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ssl_core.cli", *args]
 
 
-# -- 14: start-up ------------------------------------------------------------------------------
+# -- start-up ------------------------------------------------------------------------------
 @pytest.mark.parametrize("flag", ["--version", "--help"])
 def test_version_and_help_do_not_import_torch(flag: str) -> None:
     code = (f"import sys\nfrom ssl_core.cli import main\ntry:\n    main([{flag!r}])\nexcept SystemExit:\n    pass\n"
@@ -100,7 +100,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(recipe, tmp_path: Path)
     assert "interrupted" in err and "Traceback" not in err, err
 
 
-# -- 3: locks ----------------------------------------------------------------------------------
+# -- locks ----------------------------------------------------------------------------------
 HOLD = """\
 import sys, time
 from ssl_core.run.locking import dir_lock
@@ -148,7 +148,7 @@ def test_second_run_into_a_locked_run_dir_exits_2(sslc, recipe, tmp_path: Path) 
     assert "taking over the lock" in " ".join(result.err.split())  # rich wraps long paths
 
 
-# -- 6, 7: directories -------------------------------------------------------------------------
+# -- directories -------------------------------------------------------------------------
 def test_run_dir_under_a_file(sslc, recipe, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     assert_user_error(sslc("run", str(recipe()), "--run-dir", str(tmp_path / "afile" / "sub")),
@@ -232,7 +232,7 @@ def test_check_device_accepts_what_exists() -> None:
         assert check_device("cuda:0") == "cuda:0"
 
 
-# -- 12: stdout, readable tables, a run directory reused by another recipe ----------------------
+# -- stdout, readable tables, a run directory reused by another recipe ----------------------
 def test_results_on_stdout_with_whole_probe_names(sslc, recipe, tmp_path: Path) -> None:
     path = recipe(probe=LONG_PROBE)
     result = sslc("run", str(path), "--run-dir", str(tmp_path / "run"), "--stages", "report")
@@ -258,7 +258,7 @@ def test_run_dir_of_another_recipe_is_moved_aside(sslc, recipe, tmp_path: Path) 
     assert json.loads((run_dir / "run.json").read_text())["recipe"] == "second"
 
 
-# -- 9: validate finds what run would find after training ---------------------------------------
+# -- validate finds what run would find after training ---------------------------------------
 def test_validate_finds_a_missing_probe_dataset_root(sslc, tmp_path: Path) -> None:
     require_plugins("resnet18", "aloi", "aloi-viewpoint")
     path = tmp_path / "r.yaml"
@@ -309,7 +309,7 @@ def test_validate_accepts_seeds(sslc, recipe) -> None:
     assert result.code == 2 and "--seeds" in result.err
 
 
-# -- issue 6: `sslc data synthesize` options come from the world's parameter model --------------
+# -- `sslc data synthesize` options come from the world's parameter model --------------
 def test_synthesize_options_come_from_the_world_params(sslc) -> None:
     require_plugins("synthworld")
     from ssl_core.plugin.host import get_registry

@@ -169,7 +169,9 @@ def test_registers_and_rejects_unknown_parameters() -> None:
     for bad, match in (({"views": views(augment_on="gpu")}, "augment_on: gpu is not supported"),
                        ({"views": views(scale=[0.9, 0.2])}, rf"{where}.views: .*scale must"),
                        ({"views": {"type": "blur"}}, rf"view-augmentation 'blur' at {where}.views"),
-                       ({"size": 48}, r"views: \{type: aggressive-crop, size: 48\}")):
+                       ({"size": 48}, r"views: \{type: aggressive-crop, size: 48\}"),
+                       ({"delta": 2, "gap": 8, "max_frames": 4},
+                        r"max_frames \(4\) leaves no track: .* over 5 sampled frames")):
         with pytest.raises(ComponentError, match=match):
             host.registry.validate("pair-sampler", {"type": "selective-search-tracker", **bad},
                                    where=where)
@@ -224,20 +226,21 @@ def test_tracks_follow_the_moving_rectangles(clips: ClipDataset, encoder) -> Non
     assert stats["videos"] == 2 and stats["videos_cached"] == 0 and stats["gt_videos"] == 2
     assert stats["tracks"] > 0 and stats["mean_track_length"] >= 2
     assert stats["items"] == len(pairs) > 0 and stats["region_pairs"] >= len(pairs)
-    assert stats["tracker"]["threshold_quantile"] == 0.5 and stats["tracker"]["delta"] == 2
-    # the threshold is each video's median match distance (random-init features are close
-    # together, ~0.01 here), far below the 0.3 cap
+    assert stats["tracker"]["threshold_quantile"] == 0.7 and stats["tracker"]["delta"] == 2
+    # the threshold is each video's 70th percentile of match distances (random-init features
+    # are close together, ~0.01 here), far below the 0.3 cap
     assert 0 < stats["thresholds"]["p50"] < 0.05
     # measured on this fixture (random-init weights), calibrated defaults against the
-    # tracker before calibration: precision 0.47 (0.22), recall 0.75 (0.56), link accuracy
-    # 0.88 (0.50), region pairs 40 (80)
-    assert stats["track_precision"] > 0.4 and stats["track_recall"] > 0.6
-    assert stats["link_accuracy"] > 0.8
+    # tracker before calibration: precision 0.51 (0.22), recall 0.94 (0.56), link accuracy
+    # 0.80 (0.50), region pairs 52 (80)
+    assert stats["track_precision"] > 0.45 and stats["track_recall"] > 0.8
+    assert stats["link_accuracy"] > 0.7
     before = tracker(encoder, encoder_id="quality-run", **UNCALIBRATED)
     before.pairs(clips)
     old = before.stats()
     assert old["thresholds"]["p50"] == 0.3
-    assert stats["track_precision"] > old["track_precision"] + 0.15
+    assert stats["track_precision"] > old["track_precision"] + 0.2
+    assert stats["track_recall"] > old["track_recall"] + 0.2
     assert stats["link_accuracy"] > old["link_accuracy"] + 0.2
     assert stats["region_pairs"] < old["region_pairs"]
 
@@ -428,11 +431,12 @@ def test_worker_processes_find_the_same_tracks(tmp_path: Path, encoder) -> None:
     here = tracker(encoder, encoder_id="workers-0")
     there = tracker(encoder, encoder_id="workers-2", workers=2)
     a, b = here.pairs(data), there.pairs(data)
-    assert there.searched_frames == here.searched_frames == 4
-    for ta, tb in zip(a.tracks, b.tracks, strict=True):
-        assert ta.frames == tb.frames
-        assert all(np.array_equal(x, y) for x, y in zip(ta.boxes, tb.boxes, strict=True))
-        assert all(np.array_equal(x, y) for x, y in zip(ta.links, tb.links, strict=True))
+    assert there.searched_frames == here.searched_frames > 0
+    assert len(a.items) == len(b.items) > 0
+    for ia, ib in zip(a.items, b.items, strict=True):
+        assert (ia.video, ia.query_frame, ia.key_frame) == (ib.video, ib.query_frame, ib.key_frame)
+        assert np.array_equal(ia.query_boxes, ib.query_boxes)
+        assert np.array_equal(ia.key_boxes, ib.key_boxes)
 
 
 def _rank_worker(rank: int, world: int, store: str, root: str, out_dir: str) -> None:
@@ -552,7 +556,7 @@ def test_table4_region_models_pair_frame_temporals_frames(profile: str) -> None:
     k (the tracker through k / delta steps), and both train with the region loss."""
     from ssl_core.recipe.schema import load_recipe
 
-    root = Path(__file__).resolve().parents[2] / "recipes"
+    root = Path(__file__).resolve().parents[3] / "recipes"
     for name in ("paper_table4.yaml", "paper_table3.yaml"):
         models = load_recipe(root / name, profile=profile).recipe.models
         k = models["frame-temporal"].train.pair_sampler["gap"]

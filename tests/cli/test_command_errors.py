@@ -34,7 +34,7 @@ def _model_dir(tmp_path: Path, *, done: bool = True, small_input: bool = False) 
     return model_dir
 
 
-# -- item 5: numbers that mean nothing --------------------------------------------------------
+# -- numbers that mean nothing --------------------------------------------------------
 
 
 @pytest.mark.parametrize("n", ["1", "10"])
@@ -57,7 +57,7 @@ def test_export_of_an_unfinished_checkpoint_needs_allow_unfinished(sslc, tmp_pat
     assert out.is_file() and "unfinished" in res.err
 
 
-# -- item 7: writers that fail half-way -------------------------------------------------------
+# -- writers that fail half-way -------------------------------------------------------
 
 
 def test_an_output_folder_that_is_a_file_is_one_clean_error(sslc, tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_an_existing_file_survives_a_failed_rewrite(tmp_path: Path) -> None:
     assert target.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["ckpt.pt"]
 
 
-# -- item 10: wrong reasons and hints ---------------------------------------------------------
+# -- wrong reasons and hints ---------------------------------------------------------
 
 
 def test_small_input_torchvision_hint_names_a_format_export_writes(sslc, tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_a_run_model_directory_is_a_checkpoint_everywhere(sslc, tmp_path: Path) 
     assert res.code == 0, res.err
 
 
-# -- item 8: torchrun -----------------------------------------------------------------------
+# -- torchrun -----------------------------------------------------------------------
 
 
 def _torchrun(tmp_path: Path, recipe_text: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
