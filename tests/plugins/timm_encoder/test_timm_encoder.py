@@ -126,6 +126,9 @@ def test_deep_copy_is_independent() -> None:
 
 @pytest.mark.parametrize("name,kw", [(VIT, VIT_KW), ("resnet10t", {})])
 def test_moco_queue_trains_a_timm_encoder(registry, name: str, kw: dict) -> None:
+    from helpers import require_plugins
+
+    require_plugins("moco-queue")  # the per-plugin session loads the timm plugin alone
     torch.manual_seed(0)
     enc = registry.create("encoder", {"type": "timm", "name": name, "kwargs": kw})
     obj = registry.create("objective", {"type": "moco-queue", "dim": 8, "queue_size": 16,
