@@ -11,7 +11,6 @@ inspects files whose size or modification time changed.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -29,6 +28,7 @@ from ssl_core import (
     cache_dir,
     hookimpl,
     inspect_video,
+    read_json,
     read_tracks_sidecar,
     select_videos,
     write_json,
@@ -75,12 +75,10 @@ class InspectionCache:
         self.path = cache_dir() / "video-folder" / f"{key}.json"
         self.entries: dict[str, dict[str, Any]] = {}
         self.changed = False
-        try:
-            doc = json.loads(self.path.read_text())
-            if doc.get("version") == CACHE_VERSION and doc.get("root") == str(root.resolve()):
-                self.entries = dict(doc["videos"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # absent or unreadable: everything is inspected again
+        doc = read_json(self.path)  # absent or unreadable: everything is inspected again
+        if doc is not None and doc.get("version") == CACHE_VERSION \
+                and doc.get("root") == str(root.resolve()) and isinstance(doc.get("videos"), dict):
+            self.entries = dict(doc["videos"])
 
     @staticmethod
     def _stamp(path: Path) -> dict[str, int]:

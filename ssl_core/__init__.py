@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "read_json": "ssl_core.kit.atomic",
     "write_json": "ssl_core.kit.atomic",
     "MomentumContrast": "ssl_core.kit.contrastive",
     "MomentumContrastParams": "ssl_core.kit.contrastive",
@@ -175,6 +176,7 @@ __all__ = [
     "ensure_fits",
     "hookimpl",
     "load_rgb",
+    "read_json",
     "write_json",
     "__version__",
 ]
@@ -222,7 +224,7 @@ if TYPE_CHECKING:
         ProbeSet,
         ViewAugmentation,
     )
-    from ssl_core.kit.atomic import write_json
+    from ssl_core.kit.atomic import read_json, write_json
     from ssl_core.kit.boxes import CheckedBoxes, check_boxes, frame_size
     from ssl_core.kit.contrastive import (
         MomentumContrast,

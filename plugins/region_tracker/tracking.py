@@ -12,7 +12,6 @@ the same one (tracks merge); each region has at most one link forward.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ssl_core import Track, write_json
+from ssl_core import Track, read_json, write_json
 from sslc_plugins.region_tracker.proposals import box_iou
 
 #: bump when the cached layout or the tracking rule changes: old caches are then ignored
@@ -140,12 +139,12 @@ class VideoTracks:
 
 def read_cached(path: Path, key: str) -> VideoTracks | None:
     """The tracks cached at `path` under exactly `key`, or None (missing, stale, damaged)."""
+    doc = read_json(path)
+    if doc is None or doc.get("version") != CACHE_VERSION or doc.get("key") != key:
+        return None
     try:
-        doc = json.loads(path.read_text())
-        if doc.get("version") != CACHE_VERSION or doc.get("key") != key:
-            return None
         return VideoTracks.from_json(doc["tracks"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 

@@ -122,6 +122,17 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     _write(path, "w", lambda fh: fh.write(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON object `write_json` left at `path`, or None when there is none to trust:
+    absent, unreadable, torn (a kill before the atomic rename cannot tear it, another
+    writer can) or not an object. For results and caches, which are recomputed then."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def torch_save(path: str | os.PathLike[str], obj: Any) -> None:
     import torch  # here, not at the top: the CLI imports this module and must start fast
 

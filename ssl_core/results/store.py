@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_core.errors import SslcError
-from ssl_core.kit.atomic import write_json
+from ssl_core.kit.atomic import read_json, write_json
 from ssl_core.recipe.schema import Recipe
 from ssl_core.results.layout import (
     DURING_TRAINING,
@@ -30,15 +30,6 @@ from ssl_core.results.layout import (
     seed_dir,
 )
 
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 # -- how the run went ----------------------------------------------------------------------------
 
 
@@ -49,7 +40,7 @@ def record_run(run_dir: Path, recipe: Recipe, *, started: float, stages: Sequenc
     the directory (an interrupted run and its resumption), so both are kept."""
     now = time.time()
     wall = now - started
-    old = _read_json(run_dir / RUN_INFO) or {}
+    old = read_json(run_dir / RUN_INFO) or {}
     same = old.get("recipe") == recipe.name and old.get("profile") == recipe.profile
     info = {
         "recipe": recipe.name, "profile": recipe.profile,
@@ -103,7 +94,7 @@ def _read_result(path: Path, unreadable: list[Path]) -> dict[str, Any] | None:
     """A stored result; one that exists but cannot be read is noted in `unreadable`."""
     if not path.exists():
         return None
-    data = _read_json(path)
+    data = read_json(path)
     if data is None:
         unreadable.append(path)
     return data
@@ -176,7 +167,7 @@ class RunResults:
 
 def read_run(run_dir: Path, recipe: Recipe) -> RunResults:
     """Read every stored result of `recipe` in `run_dir` (nothing is computed)."""
-    info = _read_json(run_dir / RUN_INFO) or {}
+    info = read_json(run_dir / RUN_INFO) or {}
     if info.get("recipe") not in (None, recipe.name):
         info = {}  # another recipe's: this directory was reused
     seeds = info.get("seeds") or None
@@ -196,10 +187,10 @@ def read_run(run_dir: Path, recipe: Recipe) -> RunResults:
             continue
         for seed, _ in seed_dirs(run_dir, recipe, model, seeds):
             here = model_dir(run_dir, seed, model)
-            train = _read_json(here / TRAIN_RESULT)
+            train = read_json(here / TRAIN_RESULT)
             if train:
                 training.setdefault(model, []).append({**train, "seed": seed})
-            probed = _read_json(here / DURING_TRAINING)
+            probed = read_json(here / DURING_TRAINING)
             # those of the training there now (a retrain without probe_every leaves an older
             # file behind); before train.json exists, training is still going on
             current = train is None or probed is not None and probed.get("fingerprint") == train.get("fingerprint")

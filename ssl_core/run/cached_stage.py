@@ -3,21 +3,17 @@ written atomically. Every probe and evaluation result goes through here."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssl_core.kit.atomic import write_json
+from ssl_core.kit.atomic import read_json, write_json
 
 
 def read_result(path: Path, fp: str | None = None) -> dict[str, Any] | None:
     """A stored result: with `fp`, only one computed from the same inputs."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
+    data = read_json(path)
+    if data is None:
         return None
     return data if fp is None or data.get("fingerprint") == fp else None
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ssl_core.errors import LockedError, PathError
+from ssl_core.kit.atomic import read_json
 
 try:
     import fcntl
@@ -56,11 +57,12 @@ def _me() -> Holder:
 
 def read_holder(lock_file: Path) -> Holder | None:
     """The holder recorded in a lock file, or None when it is empty or unreadable."""
+    data = read_json(lock_file)
     try:
-        data = json.loads(lock_file.read_text())
-        return Holder(pid=int(data["pid"]), host=str(data["host"]), command=str(data.get("command", "?")),
-                      since=str(data.get("since", "?")))
-    except (OSError, ValueError, KeyError, TypeError):
+        return None if data is None else Holder(
+            pid=int(data["pid"]), host=str(data["host"]), command=str(data.get("command", "?")),
+            since=str(data.get("since", "?")))
+    except (ValueError, KeyError, TypeError):
         return None
 
 

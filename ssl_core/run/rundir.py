@@ -9,12 +9,11 @@ different recipe claims the directory, the old recipe's files move aside, whole,
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from ssl_core.kit.atomic import write_json
+from ssl_core.kit.atomic import read_json, write_json
 from ssl_core.recipe.schema import Recipe
 from ssl_core.results.layout import (
     OWNER_FILE,
@@ -32,12 +31,9 @@ def _owner(recipe: Recipe) -> dict[str, Any]:
 
 def _read_owner(run_dir: Path) -> dict[str, Any] | None:
     """The recorded owner; for directories from before `run.json`, the resolved recipe's name."""
-    try:
-        data = json.loads((run_dir / OWNER_FILE).read_text())
-        if isinstance(data, dict) and "recipe" in data:
-            return data
-    except (OSError, ValueError):
-        pass
+    data = read_json(run_dir / OWNER_FILE)
+    if data is not None and "recipe" in data:
+        return data
     try:
         import yaml
 
