@@ -43,7 +43,6 @@ __all__ = ["MocoFormat", "MocoQueue", "MocoQueueParams", "info_nce", "nearest_qu
            "official_checkpoint", "to_official_state_dict", "load_official_state_dict"]
 
 
-
 #: the official builder's branch names: with them, the state dict is the official layout
 #: once `trunk.` is dropped
 OFFICIAL_BRANCHES = ("encoder_q", "encoder_k")
@@ -63,8 +62,7 @@ class MocoQueue(MomentumContrast):
 
     def __init__(self, params: MocoQueueParams | None = None) -> None:
         p = params or MocoQueueParams()
-        super().__init__(p.dim, p.queue_size, p.momentum, p.temperature, p.mlp, p.shuffle_bn,
-                         p.shuffle_bn_groups)
+        super().__init__(p)
 
     def forward(self, batch: Mapping[str, Tensor]) -> ObjectiveOutput:
         q_branch, k_branch = self.branches()

@@ -101,8 +101,7 @@ class RegionMoco(MomentumContrast):
 
     def __init__(self, params: RegionMocoParams | None = None) -> None:
         p = params or RegionMocoParams()
-        super().__init__(p.dim, p.queue_size, p.momentum, p.temperature, p.mlp, p.shuffle_bn,
-                         p.shuffle_bn_groups)
+        super().__init__(p)
         self.frame_weight = p.frame_weight
         self.region_weight = p.region_weight
         self.region_K = p.region_queue_size

@@ -27,6 +27,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ssl_core import (
+    TEMPORAL_GAP,
     DataError,
     Dataset,
     PairSampler,
@@ -40,12 +41,8 @@ from ssl_core import (
     crop_box,
     hookimpl,
     read_frames,
+    temporal_pairs,
 )
-
-#: The paper's text does not print k (it points to its Appendix B). 100 frames (3.3 s at
-#: TrackingNet's 30 fps) gives about the paper's 118K pairs from TrackingNet's 30,132
-#: training videos (~14.2M frames): sum over videos of floor((T - 1) / k) ~ 127K.
-DEFAULT_GAP = 100
 
 VIDEO_DATASETS = "trackingnet, got10k or video-folder"
 TRACK_DATASETS = ("trackingnet (anno/*.txt), got10k (groundtruth.txt) and video-folder "
@@ -59,11 +56,6 @@ def uniform_frames(num_frames: int, k: int) -> list[int]:
     Distinct whenever T >= k (neighbours are T / k >= 1 apart); the first and last frames
     (often fades or cuts) are avoided."""
     return [(2 * j + 1) * num_frames // (2 * k) for j in range(k)]
-
-
-def temporal_pairs(num_frames: int, gap: int) -> list[tuple[int, int]]:
-    """The paper's V_pairs for one video: (i, i + k) for every i with i mod k == 0, i + k < T."""
-    return [(i, i + gap) for i in range(0, num_frames - gap, gap)]
 
 
 def enlarge(box: np.ndarray, context: float) -> np.ndarray:
@@ -98,7 +90,7 @@ class VideoFramesParams(VideoPairParams):
 class FrameTemporalParams(VideoPairParams):
     """The frame gap k."""
 
-    gap: int = Field(DEFAULT_GAP, ge=1, description="k: pairs are frames (i, i + k), i mod k == 0")
+    gap: int = Field(TEMPORAL_GAP, ge=1, description="k: pairs are frames (i, i + k), i mod k == 0")
 
 
 class GtTracksParams(FrameTemporalParams):

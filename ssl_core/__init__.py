@@ -90,6 +90,8 @@ _EXPORTS: dict[str, str] = {
     "read_frames": "ssl_core.kit.video",
     "read_tracks_sidecar": "ssl_core.kit.video",
     "select_videos": "ssl_core.kit.video",
+    "TEMPORAL_GAP": "ssl_core.kit.video",
+    "temporal_pairs": "ssl_core.kit.video",
     "xywh_to_xyxy": "ssl_core.kit.video",
     "CheckedBoxes": "ssl_core.kit.boxes",
     "check_boxes": "ssl_core.kit.boxes",
@@ -131,6 +133,8 @@ __all__ = [
     "read_frames",
     "read_tracks_sidecar",
     "select_videos",
+    "TEMPORAL_GAP",
+    "temporal_pairs",
     "xywh_to_xyxy",
     "CheckedBoxes",
     "check_boxes",
@@ -254,6 +258,7 @@ if TYPE_CHECKING:
     from ssl_core.kit.regions import RoiOp, pool_regions, roi_align_mean
     from ssl_core.kit.transfer import device_constant, to_device
     from ssl_core.kit.video import (
+        TEMPORAL_GAP,
         VIDEO_SUFFIXES,
         SelectedVideoDataset,
         Track,
@@ -265,6 +270,7 @@ if TYPE_CHECKING:
         read_frames,
         read_tracks_sidecar,
         select_videos,
+        temporal_pairs,
         xywh_to_xyxy,
     )
     from ssl_core.measure.features import extract_features

@@ -50,6 +50,7 @@ from ssl_core import (
     progress_bar,
     read_frames,
     resolve_device,
+    temporal_pairs,
     world_size,
 )
 from ssl_core import rank as this_rank
@@ -74,12 +75,7 @@ from sslc_plugins.region_tracker.views import RegionPair, TrackPairs
 
 __all__ = ["GtRegionTracks", "GtRegionTracksParams", "RegionPair", "RegionPairParams",
            "SelectiveSearchTracker",
-           "SelectiveSearchTrackerParams", "TrackPairs", "VideoTracks", "temporal_starts"]
-
-
-def temporal_starts(num_frames: int, gap: int) -> list[int]:
-    """frame-temporal's start frames: i with i mod k == 0 and i + k < T (pairs (i, i + k))."""
-    return list(range(0, num_frames - gap, gap))
+           "SelectiveSearchTrackerParams", "TrackPairs", "VideoTracks"]
 
 
 def _search(job: tuple[np.ndarray, int, int, int, float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +295,7 @@ class SelectiveSearchTracker(PairSampler):
         for v, tr in enumerate(tracks):
             index = {f: t for t, f in enumerate(tr.frames)}
             last = tr.frames[-1] if tr.frames else -1
-            for i in temporal_starts(last + 1, p.gap):
+            for i, _ in temporal_pairs(last + 1, p.gap):
                 t = index[i]
                 pairs = np.asarray(tr.follow(t, steps), dtype=np.int64).reshape(-1, 2)
                 out.append(RegionPair(v, i, i + p.gap, tr.boxes[t][pairs[:, 0]],
@@ -397,7 +393,7 @@ class GtRegionTracks(PairSampler):
                                 "use videos with annotated boxes (trackingnet anno/*.txt, got10k "
                                 "groundtruth.txt, *.tracks.json sidecars), or "
                                 "selective-search-tracker for unannotated ones")
-            for i in temporal_starts(video.num_frames, p.gap):
+            for i, _ in temporal_pairs(video.num_frames, p.gap):
                 items.append(RegionPair(v, i, i + p.gap, *self.region_boxes(video, i, i + p.gap)))
         result = TrackPairs(videos, items, p, self.views)
         self._stats = {"videos": len(videos), "items": len(result),

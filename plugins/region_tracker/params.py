@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ssl_core import Params, component_field
+from ssl_core import TEMPORAL_GAP, Params, component_field
 
 #: the parameters that change the tracks (and so the cache key); the rest shape the views
 TRACKING_FIELDS = ("delta", "threshold", "threshold_quantile", "num_regions", "min_area",
@@ -14,10 +14,6 @@ TRACKING_FIELDS = ("delta", "threshold", "threshold_quantile", "num_regions", "m
                    "search_side", "search_k", "search_sigma", "feature_size", "roi_op",
                    "roi_output", "max_frames")
 
-#: k, the frames between a pair's two frames: frame-temporal's default (its DEFAULT_GAP, 100
-#: frames at TrackingNet's 30 fps), so that the tracker's pairs and frame-temporal's are the
-#: same (i, i + k), i mod k == 0, and as many (a test checks the two stay equal)
-DEFAULT_GAP = 100
 
 
 #: the view augmentation of the tracked pairs unless the recipe names another
@@ -28,7 +24,7 @@ class RegionPairParams(Params):
     """What the region-pair samplers share: which frame pairs (frame-temporal's rule), how
     many region rows an item has, and how a frame becomes a view."""
 
-    gap: int = Field(DEFAULT_GAP, ge=1, description="k: pairs are frames (i, i + k) with "
+    gap: int = Field(TEMPORAL_GAP, ge=1, description="k: pairs are frames (i, i + k) with "
                      "i mod k == 0 and i + k < T, frame-temporal's rule (and default)")
     num_regions: int = Field(4, ge=1, description="R: regions kept per frame (also the box "
                              "rows of every item)")

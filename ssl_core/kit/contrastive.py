@@ -367,17 +367,16 @@ class MomentumContrast(ContrastiveObjective):
     #: the component's name, for messages
     name: str = "moco"
 
-    def __init__(self, dim: int, queue_size: int, momentum: float, temperature: float,
-                 mlp: bool = True, shuffle_bn: bool = True,
-                 shuffle_bn_groups: int | None = None) -> None:
+    def __init__(self, params: MomentumContrastParams) -> None:
         super().__init__()
+        dim, queue_size = params.dim, params.queue_size
         self.dim = dim
         self.K = queue_size
-        self.m = momentum
-        self.T = temperature
-        self.mlp = mlp
-        self.shuffle_bn = shuffle_bn
-        self.shuffle_bn_groups = shuffle_bn_groups
+        self.m = params.momentum
+        self.T = params.temperature
+        self.mlp = params.mlp
+        self.shuffle_bn = params.shuffle_bn
+        self.shuffle_bn_groups = params.shuffle_bn_groups
         for branch in self.branch_names:
             setattr(self, branch, None)
         self._has_bn = False

@@ -38,6 +38,19 @@ from ssl_core.kit.memory import BudgetedCache
 #: file suffixes decoded as videos (lower case)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 
+#: k, the frames between a temporal pair's two frames. The paper's text does not print it (it
+#: points to its Appendix B). 100 frames (3.3 s at TrackingNet's 30 fps) gives about the
+#: paper's 118K pairs from TrackingNet's 30,132 training videos (~14.2M frames): sum over
+#: videos of floor((T - 1) / k) ~ 127K.
+TEMPORAL_GAP = 100
+
+
+def temporal_pairs(num_frames: int, gap: int) -> list[tuple[int, int]]:
+    """The paper's V_pairs for one video: (i, i + k) for every i with i mod k == 0, i + k < T.
+    Every sampler of temporal pairs (frames, tracks, tracked regions) takes them from here,
+    so models compared in the paper's Table 4 see the same pairs."""
+    return [(i, i + gap) for i in range(0, num_frames - gap, gap)]
+
 
 @dataclass(frozen=True)
 class Track:

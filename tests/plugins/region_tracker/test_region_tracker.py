@@ -13,7 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_core import ComponentError, DataError, Track, VideoDataset, VideoRecord
+from ssl_core import (
+    TEMPORAL_GAP,
+    ComponentError,
+    DataError,
+    Track,
+    VideoDataset,
+    VideoRecord,
+    temporal_pairs,
+)
 from ssl_core.plugin.host import PluginHost
 from ssl_core.testing import (
     check_pair_sampler,
@@ -503,13 +511,12 @@ def test_roi_align_mean_equals_torchvision_values_and_gradients(map_size: tuple[
 
 def test_pairs_are_frame_temporals_with_regions_tracked_through_k(clips: ClipDataset,
                                                                    encoder) -> None:
-    from sslc_plugins import video_pairs
 
-    assert SelectiveSearchTrackerParams().gap == video_pairs.DEFAULT_GAP  # same default k
+    assert SelectiveSearchTrackerParams().gap == TEMPORAL_GAP  # frame-temporal's default k
     sampler = tracker(encoder, encoder_id="quality-run", gap=4)  # delta 2: two steps
     pairs = sampler.pairs(clips)
     expected = [(v, a, b) for v, video in enumerate(clips.videos())
-                for a, b in video_pairs.temporal_pairs(video.num_frames, 4)]
+                for a, b in temporal_pairs(video.num_frames, 4)]
     assert [(it.video, it.query_frame, it.key_frame) for it in pairs.items] == expected
     assert sampler.stats()["items"] == len(expected) == 4
     # each region pair is a track followed through both links, from frame i to frame i + 4
@@ -526,7 +533,6 @@ def test_pairs_are_frame_temporals_with_regions_tracked_through_k(clips: ClipDat
 
 
 def test_gt_region_tracks_pair_the_annotated_boxes(clips: ClipDataset) -> None:
-    from sslc_plugins import video_pairs
 
     sampler = _HOST.registry.create("pair-sampler", {"type": "gt-region-tracks", "gap": 4,
                                                      "views": views(size=32)})
@@ -534,7 +540,7 @@ def test_gt_region_tracks_pair_the_annotated_boxes(clips: ClipDataset) -> None:
     check_pair_sampler(sampler, clips)
     pairs = sampler.pairs(clips)
     expected = [(v, a, b) for v, video in enumerate(clips.videos())
-                for a, b in video_pairs.temporal_pairs(video.num_frames, 4)]
+                for a, b in temporal_pairs(video.num_frames, 4)]
     assert [(it.video, it.query_frame, it.key_frame) for it in pairs.items] == expected
     for it in pairs.items:
         truth = clips.videos()[it.video].tracks

@@ -27,6 +27,7 @@ from pydantic import Field
 import sslc_plugins.aggressive_crop as aggressive_crop
 import sslc_plugins.video_pairs as plugin
 from ssl_core import (
+    TEMPORAL_GAP,
     ComponentError,
     DataError,
     Dataset,
@@ -40,6 +41,7 @@ from ssl_core import (
     hookimpl,
     inspect_video,
     read_tracks_sidecar,
+    temporal_pairs,
 )
 from ssl_core.plugin.host import PluginHost
 from ssl_core.testing import (
@@ -49,14 +51,12 @@ from ssl_core.testing import (
     fresh_host,
 )
 from sslc_plugins.video_pairs import (
-    DEFAULT_GAP,
     FrameTemporal,
     FrameTemporalParams,
     GtTracks,
     GtTracksParams,
     VideoFrames,
     VideoFramesParams,
-    temporal_pairs,
     uniform_frames,
 )
 
@@ -268,7 +268,7 @@ def test_defaults_are_the_papers_and_moco_v2s() -> None:
         assert isinstance(sampler.views, ViewAugmentation) and sampler.views.size == 224
         assert sampler.views.augment_on == "cpu"
     assert VideoFramesParams().frames_per_video == 3
-    assert FrameTemporalParams().gap == GtTracksParams().gap == DEFAULT_GAP
+    assert FrameTemporalParams().gap == GtTracksParams().gap == TEMPORAL_GAP
     g = GtTracksParams()
     assert g.tracks == "main" and g.context == 0.0
 
