@@ -1,5 +1,5 @@
 """What `sslc probe` and `sslc evaluate` share: reading `--checkpoint PATH|random:ARCH` (any
-layout), its options, the feature cache, and the chatter around them."""
+layout), its options, and the chatter around them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ssl_core.plugin.registry import Registry
 
 
 def parse_prefix_map(items: Sequence[str]) -> dict[str, str] | None:
+    """OLD=NEW pairs as raw strings (not `parse_assignment`'s YAML values: NEW is often empty)."""
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item:

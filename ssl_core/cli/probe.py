@@ -105,8 +105,8 @@ def _table(rows: list[dict[str, Any]], top_k: Sequence[int], title: str) -> Tabl
 @json_option
 def probe(checkpoints: tuple[str, ...], features_file: Path | None, probes: tuple[str, ...],
           options: tuple[str, ...], data: tuple[str, ...], fmt: str, arch: str | None,
-          checkpoint_key: str | None, prefix_map: tuple[str, ...], strict: bool, top_k: tuple[int, ...], batch_size: int,
-          workers: int, device: str, save_features: Path | None, output: Path | None,
+          checkpoint_key: str | None, prefix_map: tuple[str, ...], strict: bool,
+          top_k: tuple[int, ...], batch_size: int, workers: int, device: str, save_features: Path | None, output: Path | None,
           plot: Path | None, no_cache: bool, allow_tf32: bool, resamples: int,
           as_json: bool) -> None:
     """Measure invariance (top-K RIS) of a checkpoint on invariance probes.
@@ -144,23 +144,24 @@ def probe(checkpoints: tuple[str, ...], features_file: Path | None, probes: tupl
             raise click.UsageError("--checkpoint needs at least one --probe NAME")
         if not data:
             raise click.UsageError("--checkpoint needs --data ROOT (the probes' dataset root)")
-        if save_features is not None and len(checkpoints) > 1:
+        models = list(dict.fromkeys(checkpoints))  # a path given twice is probed once
+        if save_features is not None and len(models) > 1:
             raise click.UsageError("--save-features writes one model's features: give one "
                                    "--checkpoint with it")
         plan = _plan(probes, parse_options(options, "--option"), data)
+        renames = parse_prefix_map(prefix_map)
         results = []
-        for i, checkpoint in enumerate(dict.fromkeys(checkpoints), start=1):
-            if len(checkpoints) > 1:
-                say(f"[bold]model {i}/{len(set(checkpoints))}[/bold]: {checkpoint}")
+        for i, checkpoint in enumerate(models, start=1):
+            if len(models) > 1:
+                say(f"[bold]model {i}/{len(models)}[/bold]: {checkpoint}")
             try:
                 results.append(_probe_checkpoint(
                     checkpoint, plan, fmt=fmt, arch=arch, checkpoint_key=checkpoint_key,
-                    prefix_map=parse_prefix_map(prefix_map),
-                    strict=strict, top_k=top_k, batch_size=batch_size, workers=workers,
+                    prefix_map=renames, strict=strict, top_k=top_k, batch_size=batch_size, workers=workers,
                     device=None if device == "auto" else device, save_features=save_features,
                     use_cache=not no_cache, allow_tf32=allow_tf32, resamples=resamples))
             except SslcError as err:
-                if len(checkpoints) == 1:
+                if len(models) == 1:
                     raise
                 say(f"[red]error:[/red] {checkpoint}: {err.message}"
                     + (f"\n  hint: {err.hint}" if err.hint else ""))

@@ -323,7 +323,8 @@ def heatmap_figure(cells: Sequence[Sequence[Estimate | None]], models: Sequence[
 
     values = np.array([[np.nan if c is None else c.value for c in row] for row in cells], float)
     labels = [wrap_label(m, 28) for m in models]
-    width = max(4.0, 1.6 * len(probes) + CHAR_IN * 10 * max(len(m) for m in labels[:1] or [""]))
+    longest = max((len(line) for label in labels for line in label.splitlines()), default=0)
+    width = max(4.0, 1.6 * len(probes) + CHAR_IN * longest + 1.5)  # + the colour bar
     fig = _figure(min(width, 18.0), 1.2 + 0.6 * len(models))
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="viridis", aspect="auto")
